@@ -1,0 +1,711 @@
+package catalog
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cellar-backup/cellar/internal/durable"
+)
+
+// Status is a backup's lifecycle state as stored in backup.info.
+type Status string
+
+// BackupStatus is an alias kept for readers who know Barman's naming.
+type BackupStatus = Status
+
+// Backup statuses (BARMAN-FACTS §2.4, §11).
+const (
+	StatusEmpty          Status = "EMPTY"
+	StatusStarted        Status = "STARTED"
+	StatusWaitingForWALs Status = "WAITING_FOR_WALS"
+	StatusDone           Status = "DONE"
+	StatusFailed         Status = "FAILED"
+	StatusSyncing        Status = "SYNCING"
+)
+
+// AllStatuses lists every status in Barman's STATUS_ALL order.
+func AllStatuses() []Status {
+	return []Status{StatusEmpty, StatusStarted, StatusWaitingForWALs, StatusDone, StatusSyncing, StatusFailed}
+}
+
+// DefaultAvailable is the default "available" filter (copy done).
+func DefaultAvailable() []Status { return []Status{StatusWaitingForWALs, StatusDone} }
+
+// Valid reports whether s is one of the known statuses.
+func (s Status) Valid() bool { return slices.Contains(AllStatuses(), s) }
+
+// CanTransition reports whether a backup may move from one status to
+// another. Saving a backup in the same status is always allowed. FAILED
+// may become SYNCING again because a passive node re-copies a backup that
+// failed locally.
+func CanTransition(from, to Status) bool {
+	if from == to {
+		return true
+	}
+	switch from {
+	case StatusEmpty:
+		return to == StatusStarted || to == StatusFailed || to == StatusSyncing
+	case StatusStarted:
+		return to == StatusWaitingForWALs || to == StatusFailed
+	case StatusWaitingForWALs:
+		return to == StatusDone || to == StatusFailed
+	case StatusSyncing:
+		return to == StatusDone || to == StatusFailed
+	case StatusFailed:
+		return to == StatusSyncing
+	}
+	return false
+}
+
+// DefaultXLogSegmentSize is backup.info's default xlog_segment_size.
+const DefaultXLogSegmentSize = 16 << 20
+
+// Tablespace is one entry of backup.info's tablespaces list.
+type Tablespace struct {
+	Name     string
+	OID      uint32
+	Location string
+}
+
+// BackupInfo is the content of one backup.info file. Null ("None") is the
+// zero value for strings, slices, maps and times, and nil for the *int64
+// fields whose zero is a meaningful value. Timeline, Version and
+// XLogSegmentSize use 0 for None because 0 is never valid for them.
+//
+// Values read from a file are remembered verbatim, so that Marshal writes
+// an unchanged field back byte for byte even where Barman's Python repr is
+// not canonical (dict order, nested copy_stats, naive times, ...).
+type BackupInfo struct {
+	// ID is the backup id; it is not a field of the file but comes from its
+	// path (meta/<id>-backup.info or base/<id>/backup.info).
+	ID string
+
+	BackupLabel       string // Python str literal decoded; "" = None
+	BackupName        string // omitted from the file when ""
+	BeginOffset       *int64
+	BeginTime         time.Time // zero = None
+	BeginWAL          string
+	BeginXLog         string
+	ChildrenBackupIDs []string
+	ClusterSize       *int64
+	Compression       string
+	ConfigFile        string
+	CopyStats         map[string]float64 // numeric entries only; nested ones are kept verbatim while unchanged
+	DataChecksums     string
+	DeduplicatedSize  *int64
+	Encryption        string
+	EndOffset         *int64
+	EndTime           time.Time // zero = None
+	EndWAL            string
+	EndXLog           string
+	Error             string
+	HBAFile           string
+	IdentFile         string
+	IncludedFiles     []string
+	Mode              string
+	ParentBackupID    string
+	PGData            string
+	ServerName        string
+	Size              *int64
+	SnapshotsInfo     string // raw Python dict literal; "" = None (omitted)
+	Status            Status
+	SummarizeWAL      string
+	SystemID          string
+	Tablespaces       []Tablespace
+	Timeline          int64
+	Version           int64
+	XLogSegmentSize   int64
+
+	raw map[string]rawValue
+}
+
+// rawValue is a value as read from disk plus the canonical form it had
+// right after parsing; Marshal reuses raw while the canonical form is
+// unchanged.
+type rawValue struct {
+	raw, canon string
+}
+
+// NewBackupInfo returns a backup.info with Barman's defaults (status EMPTY,
+// 16 MiB segments).
+func NewBackupInfo(id string) *BackupInfo {
+	return &BackupInfo{ID: id, Status: StatusEmpty, XLogSegmentSize: DefaultXLogSegmentSize}
+}
+
+// Int64 returns a pointer to v, for the nullable integer fields.
+func Int64(v int64) *int64 { return &v }
+
+// BackupType derives the backup type: snapshot, rsync, incremental or full.
+func (b *BackupInfo) BackupType() string {
+	switch {
+	case strings.HasPrefix(b.Mode, "snapshot"):
+		return "snapshot"
+	case strings.HasPrefix(b.Mode, "rsync"):
+		return "rsync"
+	case b.ParentBackupID != "":
+		return "incremental"
+	}
+	return "full"
+}
+
+// IsFull reports whether the backup can be restored on its own (full or
+// rsync type), as used by the latest-full shortcut.
+func (b *BackupInfo) IsFull() bool {
+	t := b.BackupType()
+	return t == "full" || t == "rsync"
+}
+
+// ErrInvalidBackupInfo is matched by every *InfoError.
+var ErrInvalidBackupInfo = errors.New("invalid backup.info")
+
+// InfoError reports a bad line in a backup.info file.
+type InfoError struct {
+	File string
+	Line int
+	Key  string // "" when the line has no key
+	Err  error
+}
+
+func (e *InfoError) Error() string {
+	if e.Key != "" {
+		return fmt.Sprintf("backup.info %s line %d: key %q: %v", e.File, e.Line, e.Key, e.Err)
+	}
+	return fmt.Sprintf("backup.info %s line %d: %v", e.File, e.Line, e.Err)
+}
+
+func (e *InfoError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrInvalidBackupInfo) true.
+func (e *InfoError) Is(target error) bool { return target == ErrInvalidBackupInfo }
+
+// errUnknownKey is wrapped by the InfoError for a key Barman does not know.
+var errUnknownKey = errors.New("unknown key")
+
+type infoField struct {
+	key        string
+	hideIfNull bool
+	format     func(b *BackupInfo) string // canonical value; "None" for null
+	parse      func(b *BackupInfo, v string) error
+}
+
+func textField(key string, p func(b *BackupInfo) *string) infoField {
+	return infoField{
+		key: key,
+		format: func(b *BackupInfo) string {
+			if s := *p(b); s != "" {
+				return s
+			}
+			return "None"
+		},
+		parse: func(b *BackupInfo, v string) error { *p(b) = v; return nil },
+	}
+}
+
+func nullIntField(key string, p func(b *BackupInfo) **int64) infoField {
+	return infoField{
+		key: key,
+		format: func(b *BackupInfo) string {
+			if v := *p(b); v != nil {
+				return strconv.FormatInt(*v, 10)
+			}
+			return "None"
+		},
+		parse: func(b *BackupInfo, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return fmt.Errorf("not an integer: %q", v)
+			}
+			*p(b) = &n
+			return nil
+		},
+	}
+}
+
+func intField(key string, p func(b *BackupInfo) *int64) infoField {
+	return infoField{
+		key: key,
+		format: func(b *BackupInfo) string {
+			if v := *p(b); v != 0 {
+				return strconv.FormatInt(v, 10)
+			}
+			return "None"
+		},
+		parse: func(b *BackupInfo, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return fmt.Errorf("not an integer: %q", v)
+			}
+			*p(b) = n
+			return nil
+		},
+	}
+}
+
+func timeField(key string, p func(b *BackupInfo) *time.Time) infoField {
+	return infoField{
+		key: key,
+		format: func(b *BackupInfo) string {
+			if t := *p(b); !t.IsZero() {
+				return FormatPyTime(t)
+			}
+			return "None"
+		},
+		parse: func(b *BackupInfo, v string) error {
+			t, err := ParsePyTime(v, time.Local)
+			if err != nil {
+				return err
+			}
+			*p(b) = t
+			return nil
+		},
+	}
+}
+
+// infoFields lists every backup.info key in sorted order, which is the
+// order Barman writes them.
+var infoFields = []infoField{
+	{
+		key: "backup_label",
+		format: func(b *BackupInfo) string {
+			if b.BackupLabel == "" {
+				return "None"
+			}
+			return pyReprStr(b.BackupLabel)
+		},
+		parse: func(b *BackupInfo, v string) error {
+			pv, err := parsePyLiteral(v)
+			if err != nil {
+				return err
+			}
+			if pv.kind != pyStr {
+				return fmt.Errorf("expected a string literal")
+			}
+			b.BackupLabel = pv.s
+			return nil
+		},
+	},
+	func() infoField {
+		f := textField("backup_name", func(b *BackupInfo) *string { return &b.BackupName })
+		f.hideIfNull = true
+		return f
+	}(),
+	nullIntField("begin_offset", func(b *BackupInfo) **int64 { return &b.BeginOffset }),
+	timeField("begin_time", func(b *BackupInfo) *time.Time { return &b.BeginTime }),
+	textField("begin_wal", func(b *BackupInfo) *string { return &b.BeginWAL }),
+	textField("begin_xlog", func(b *BackupInfo) *string { return &b.BeginXLog }),
+	{
+		key: "children_backup_ids",
+		format: func(b *BackupInfo) string {
+			if len(b.ChildrenBackupIDs) == 0 {
+				return "None"
+			}
+			return strings.Join(b.ChildrenBackupIDs, ",")
+		},
+		parse: func(b *BackupInfo, v string) error {
+			if v != "" {
+				b.ChildrenBackupIDs = strings.Split(v, ",")
+			}
+			return nil
+		},
+	},
+	nullIntField("cluster_size", func(b *BackupInfo) **int64 { return &b.ClusterSize }),
+	textField("compression", func(b *BackupInfo) *string { return &b.Compression }),
+	textField("config_file", func(b *BackupInfo) *string { return &b.ConfigFile }),
+	{
+		key:    "copy_stats",
+		format: formatCopyStats,
+		parse:  parseCopyStats,
+	},
+	textField("data_checksums", func(b *BackupInfo) *string { return &b.DataChecksums }),
+	nullIntField("deduplicated_size", func(b *BackupInfo) **int64 { return &b.DeduplicatedSize }),
+	textField("encryption", func(b *BackupInfo) *string { return &b.Encryption }),
+	nullIntField("end_offset", func(b *BackupInfo) **int64 { return &b.EndOffset }),
+	timeField("end_time", func(b *BackupInfo) *time.Time { return &b.EndTime }),
+	textField("end_wal", func(b *BackupInfo) *string { return &b.EndWAL }),
+	textField("end_xlog", func(b *BackupInfo) *string { return &b.EndXLog }),
+	textField("error", func(b *BackupInfo) *string { return &b.Error }),
+	textField("hba_file", func(b *BackupInfo) *string { return &b.HBAFile }),
+	textField("ident_file", func(b *BackupInfo) *string { return &b.IdentFile }),
+	{
+		key: "included_files",
+		format: func(b *BackupInfo) string {
+			if len(b.IncludedFiles) == 0 {
+				return "None"
+			}
+			v := pyValue{kind: pyList}
+			for _, f := range b.IncludedFiles {
+				v.items = append(v.items, pyValue{kind: pyStr, s: f})
+			}
+			return v.repr()
+		},
+		parse: func(b *BackupInfo, v string) error {
+			pv, err := parsePyLiteral(v)
+			if err != nil {
+				return err
+			}
+			if pv.kind != pyList && pv.kind != pyTuple {
+				return fmt.Errorf("expected a list literal")
+			}
+			var files []string
+			for _, it := range pv.items {
+				if it.kind != pyStr {
+					return fmt.Errorf("expected a list of strings")
+				}
+				files = append(files, it.s)
+			}
+			b.IncludedFiles = files
+			return nil
+		},
+	},
+	textField("mode", func(b *BackupInfo) *string { return &b.Mode }),
+	textField("parent_backup_id", func(b *BackupInfo) *string { return &b.ParentBackupID }),
+	textField("pgdata", func(b *BackupInfo) *string { return &b.PGData }),
+	textField("server_name", func(b *BackupInfo) *string { return &b.ServerName }),
+	nullIntField("size", func(b *BackupInfo) **int64 { return &b.Size }),
+	{
+		key:        "snapshots_info",
+		hideIfNull: true,
+		format: func(b *BackupInfo) string {
+			if b.SnapshotsInfo == "" {
+				return "None"
+			}
+			return b.SnapshotsInfo
+		},
+		parse: func(b *BackupInfo, v string) error {
+			if _, err := parsePyLiteral(v); err != nil {
+				return err
+			}
+			b.SnapshotsInfo = v
+			return nil
+		},
+	},
+	{
+		key: "status",
+		format: func(b *BackupInfo) string {
+			if b.Status == "" {
+				return "None"
+			}
+			return string(b.Status)
+		},
+		parse: func(b *BackupInfo, v string) error { b.Status = Status(v); return nil },
+	},
+	textField("summarize_wal", func(b *BackupInfo) *string { return &b.SummarizeWAL }),
+	textField("systemid", func(b *BackupInfo) *string { return &b.SystemID }),
+	{
+		key:    "tablespaces",
+		format: formatTablespaces,
+		parse:  parseTablespaces,
+	},
+	intField("timeline", func(b *BackupInfo) *int64 { return &b.Timeline }),
+	intField("version", func(b *BackupInfo) *int64 { return &b.Version }),
+	intField("xlog_segment_size", func(b *BackupInfo) *int64 { return &b.XLogSegmentSize }),
+}
+
+func fieldByKey(key string) (infoField, bool) {
+	i, ok := slices.BinarySearchFunc(infoFields, key, func(f infoField, k string) int { return strings.Compare(f.key, k) })
+	if !ok {
+		return infoField{}, false
+	}
+	return infoFields[i], true
+}
+
+// copyStatsOrder is the key order Barman's postgres method writes.
+var copyStatsOrder = []string{"copy_time", "total_time"}
+
+func formatCopyStats(b *BackupInfo) string {
+	if len(b.CopyStats) == 0 {
+		return "None"
+	}
+	keys := make([]string, 0, len(b.CopyStats))
+	for k := range b.CopyStats {
+		if !slices.Contains(copyStatsOrder, k) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	var ordered []string
+	for _, k := range copyStatsOrder {
+		if _, ok := b.CopyStats[k]; ok {
+			ordered = append(ordered, k)
+		}
+	}
+	ordered = append(ordered, keys...)
+	v := pyValue{kind: pyDict}
+	for _, k := range ordered {
+		f := b.CopyStats[k]
+		num := pyValue{kind: pyFloat, f: f}
+		// Worker counts are Python ints.
+		if k == "number_of_workers" && f == float64(int64(f)) {
+			num = pyValue{kind: pyInt, i: int64(f)}
+		}
+		v.items = append(v.items, pyValue{kind: pyStr, s: k}, num)
+	}
+	return v.repr()
+}
+
+func parseCopyStats(b *BackupInfo, v string) error {
+	pv, err := parsePyLiteral(v)
+	if err != nil {
+		return err
+	}
+	if pv.kind != pyDict {
+		return fmt.Errorf("expected a dict literal")
+	}
+	m := make(map[string]float64)
+	for i := 0; i+1 < len(pv.items); i += 2 {
+		k, val := pv.items[i], pv.items[i+1]
+		if k.kind != pyStr {
+			continue
+		}
+		switch val.kind {
+		case pyInt:
+			m[k.s] = float64(val.i)
+		case pyFloat:
+			m[k.s] = val.f
+		}
+	}
+	if len(m) > 0 {
+		b.CopyStats = m
+	}
+	return nil
+}
+
+func formatTablespaces(b *BackupInfo) string {
+	if len(b.Tablespaces) == 0 {
+		return "None"
+	}
+	v := pyValue{kind: pyList}
+	for _, ts := range b.Tablespaces {
+		v.items = append(v.items, pyValue{kind: pyTuple, items: []pyValue{
+			{kind: pyStr, s: ts.Name},
+			{kind: pyInt, i: int64(ts.OID)},
+			{kind: pyStr, s: ts.Location},
+		}})
+	}
+	return v.repr()
+}
+
+func parseTablespaces(b *BackupInfo, v string) error {
+	pv, err := parsePyLiteral(v)
+	if err != nil {
+		return err
+	}
+	if pv.kind != pyList && pv.kind != pyTuple {
+		return fmt.Errorf("expected a list literal")
+	}
+	var out []Tablespace
+	for _, it := range pv.items {
+		if (it.kind != pyTuple && it.kind != pyList) || len(it.items) != 3 ||
+			it.items[0].kind != pyStr || it.items[2].kind != pyStr {
+			return fmt.Errorf("expected (name, oid, location) tuples")
+		}
+		var oid int64
+		switch o := it.items[1]; o.kind {
+		case pyInt:
+			oid = o.i
+		case pyStr:
+			oid, err = strconv.ParseInt(o.s, 10, 64)
+			if err != nil {
+				return fmt.Errorf("tablespace %q: bad oid %q", it.items[0].s, o.s)
+			}
+		default:
+			return fmt.Errorf("tablespace %q: bad oid", it.items[0].s)
+		}
+		if oid < 0 || oid > 0xFFFFFFFF {
+			return fmt.Errorf("tablespace %q: oid %d out of range", it.items[0].s, oid)
+		}
+		out = append(out, Tablespace{Name: it.items[0].s, OID: uint32(oid), Location: it.items[2].s})
+	}
+	b.Tablespaces = out
+	return nil
+}
+
+// ParseBackupInfo parses backup.info content. source names the file in
+// errors. Like Barman, it skips blank and '#' lines, splits each line at
+// the first '=', strips both sides, treats "None" as null and rejects
+// unknown keys. Missing keys keep their defaults (status EMPTY, 16 MiB
+// segments). The ID is left empty; ReadBackupInfo fills it from the path.
+func ParseBackupInfo(data []byte, source string) (*BackupInfo, error) {
+	b := NewBackupInfo("")
+	b.raw = make(map[string]rawValue)
+	lineNo := 0
+	for len(data) > 0 {
+		lineNo++
+		var line []byte
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			line, data = data, nil
+		}
+		s := string(line)
+		trimmed := strings.TrimSpace(s)
+		if trimmed == "" || strings.HasPrefix(trimmed, "#") {
+			continue
+		}
+		key, value, ok := strings.Cut(s, "=")
+		if !ok {
+			return nil, &InfoError{File: source, Line: lineNo, Err: fmt.Errorf("invalid line %q", trimmed)}
+		}
+		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
+		f, ok := fieldByKey(key)
+		if !ok {
+			return nil, &InfoError{File: source, Line: lineNo, Key: key, Err: errUnknownKey}
+		}
+		if err := setNull(b, key); err != nil {
+			return nil, &InfoError{File: source, Line: lineNo, Key: key, Err: err}
+		}
+		if value != "None" {
+			if err := f.parse(b, value); err != nil {
+				return nil, &InfoError{File: source, Line: lineNo, Key: key, Err: err}
+			}
+		}
+		b.raw[key] = rawValue{raw: value, canon: f.format(b)}
+	}
+	return b, nil
+}
+
+// setNull resets one field to None (a later duplicate key wins, as in
+// Barman).
+func setNull(b *BackupInfo, key string) error {
+	// Each field's null form is its zero value.
+	switch key {
+	case "backup_label":
+		b.BackupLabel = ""
+	case "backup_name":
+		b.BackupName = ""
+	case "begin_offset":
+		b.BeginOffset = nil
+	case "begin_time":
+		b.BeginTime = time.Time{}
+	case "begin_wal":
+		b.BeginWAL = ""
+	case "begin_xlog":
+		b.BeginXLog = ""
+	case "children_backup_ids":
+		b.ChildrenBackupIDs = nil
+	case "cluster_size":
+		b.ClusterSize = nil
+	case "compression":
+		b.Compression = ""
+	case "config_file":
+		b.ConfigFile = ""
+	case "copy_stats":
+		b.CopyStats = nil
+	case "data_checksums":
+		b.DataChecksums = ""
+	case "deduplicated_size":
+		b.DeduplicatedSize = nil
+	case "encryption":
+		b.Encryption = ""
+	case "end_offset":
+		b.EndOffset = nil
+	case "end_time":
+		b.EndTime = time.Time{}
+	case "end_wal":
+		b.EndWAL = ""
+	case "end_xlog":
+		b.EndXLog = ""
+	case "error":
+		b.Error = ""
+	case "hba_file":
+		b.HBAFile = ""
+	case "ident_file":
+		b.IdentFile = ""
+	case "included_files":
+		b.IncludedFiles = nil
+	case "mode":
+		b.Mode = ""
+	case "parent_backup_id":
+		b.ParentBackupID = ""
+	case "pgdata":
+		b.PGData = ""
+	case "server_name":
+		b.ServerName = ""
+	case "size":
+		b.Size = nil
+	case "snapshots_info":
+		b.SnapshotsInfo = ""
+	case "status":
+		b.Status = ""
+	case "summarize_wal":
+		b.SummarizeWAL = ""
+	case "systemid":
+		b.SystemID = ""
+	case "tablespaces":
+		b.Tablespaces = nil
+	case "timeline":
+		b.Timeline = 0
+	case "version":
+		b.Version = 0
+	case "xlog_segment_size":
+		b.XLogSegmentSize = 0
+	default:
+		return errUnknownKey
+	}
+	return nil
+}
+
+// Marshal returns the file content Barman would write: every key sorted,
+// "key=value\n", None for null, backup_name and snapshots_info omitted
+// when null. Fields unchanged since parsing are written exactly as read.
+func (b *BackupInfo) Marshal() []byte {
+	var buf bytes.Buffer
+	buf.Grow(2048)
+	for _, f := range infoFields {
+		v := f.format(b)
+		if v == "None" && f.hideIfNull {
+			continue
+		}
+		if r, ok := b.raw[f.key]; ok && r.canon == v {
+			v = r.raw
+		}
+		buf.WriteString(f.key)
+		buf.WriteByte('=')
+		buf.WriteString(v)
+		buf.WriteByte('\n')
+	}
+	return buf.Bytes()
+}
+
+var metaInfoRE = regexp.MustCompile(`^(.+?)-backup\.info$`)
+
+// backupIDFromPath detects the id the way Barman does: the
+// "<id>-backup.info" prefix, else the parent directory name.
+func backupIDFromPath(path string) string {
+	if m := metaInfoRE.FindStringSubmatch(filepath.Base(path)); m != nil {
+		return m[1]
+	}
+	return filepath.Base(filepath.Dir(path))
+}
+
+// ReadBackupInfo reads and parses one backup.info file and sets its ID
+// from the path.
+func ReadBackupInfo(path string) (*BackupInfo, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read backup.info: %w", err)
+	}
+	b, err := ParseBackupInfo(data, path)
+	if err != nil {
+		return nil, err
+	}
+	b.ID = backupIDFromPath(path)
+	return b, nil
+}
+
+// WriteBackupInfo writes b durably to path (temp file, fsync, rename,
+// directory fsync), mode 0600.
+func WriteBackupInfo(path string, b *BackupInfo) error {
+	if err := durable.WriteFile(path, b.Marshal(), 0o600); err != nil {
+		return fmt.Errorf("backup %s: %w", b.ID, err)
+	}
+	return nil
+}

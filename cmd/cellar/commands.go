@@ -1,0 +1,9 @@
+package main
+
+import "github.com/spf13/cobra"
+
+// extraCommands lists the commands of the operation packages (archive,
+// streaming, backup, recovery, checks, daemon, ...).
+func extraCommands(g *globalOptions) []*cobra.Command {
+	return []*cobra.Command{}
+}
