@@ -5,5 +5,8 @@ import "github.com/spf13/cobra"
 // extraCommands lists the commands of the operation packages (archive,
 // streaming, backup, recovery, checks, daemon, ...).
 func extraCommands(g *globalOptions) []*cobra.Command {
-	return []*cobra.Command{}
+	return []*cobra.Command{
+		newCheckCommand(g),
+		newExporterCommand(g),
+	}
 }

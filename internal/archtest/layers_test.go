@@ -37,8 +37,9 @@ var allowed = map[string][]string{
 	"server":            append([]string{"config", "archive", "archive/stream", "backup", "recovery", "retention", "passive"}, level2...),
 	"checks":            {"config", "catalog", "wal"},
 	"alerts":            {"checks"},
-	"exporter":          {"checks", "server", "config", "catalog", "wal"},
-	"jobs":              {"checks", "server", "config", "catalog", "wal", "internal/lock"},
+	"exporter":          {"checks", "checktarget", "server", "config", "catalog", "wal"},
+	"checktarget":       {"checks", "server", "config", "catalog", "postgres", "wal", "internal/lock"},
+	"jobs":              {"checks", "checktarget", "server", "config", "catalog", "wal", "internal/lock"},
 }
 
 var level2 = []string{"catalog", "postgres", "wal", "internal/durable", "internal/lock", "internal/hooks"}

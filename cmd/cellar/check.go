@@ -1,0 +1,90 @@
+package main
+
+import (
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cellar-backup/cellar/alerts"
+	"github.com/cellar-backup/cellar/checks"
+	"github.com/cellar-backup/cellar/checktarget"
+)
+
+type checkOptions struct {
+	nagios       bool
+	warning      []string
+	critical     []string
+	checkTimeout time.Duration
+}
+
+func newCheckCommand(g *globalOptions) *cobra.Command {
+	var o checkOptions
+	c := &cobra.Command{
+		Use:   "check SERVER|all [SERVER...]",
+		Short: "Run every check of servers (console, JSON or Nagios plugin output)",
+		Long: "Runs the registered probes (the same ones /metrics exports) against each server.\n" +
+			"Unlike Barman, check has no side effects: it never archives or switches WAL.\n" +
+			"Exit codes: 0 all OK, 1 a check failed (console/JSON); with --nagios 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCheck(cmd, g, o, args)
+		},
+	}
+	f := c.Flags()
+	f.BoolVar(&o.nagios, "nagios", false, "Nagios/Icinga plugin output and exit codes")
+	f.StringArrayVar(&o.warning, "warning", nil, "warning range for a perfdata label, LABEL=RANGE (e.g. backup_age=86400); repeatable")
+	f.StringArrayVar(&o.critical, "critical", nil, "critical range for a perfdata label, LABEL=RANGE; repeatable")
+	f.DurationVar(&o.checkTimeout, "check-timeout", 0, "override check_timeout for every server")
+	return c
+}
+
+func runCheck(cmd *cobra.Command, g *globalOptions, o checkOptions, args []string) error {
+	th, err := alerts.ParseThresholds(o.warning, o.critical)
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	srvs, err := g.servers(args)
+	if err != nil {
+		if o.nagios {
+			// A Nagios plugin that cannot even start reports UNKNOWN.
+			g.out.Write([]byte("CELLAR UNKNOWN - " + oneLine(err) + "\n"))
+			return withCode(3, nil)
+		}
+		return err
+	}
+	reg := checks.Default().WithLogger(g.logger)
+	results := make([][]checks.Result, len(srvs))
+	var wg sync.WaitGroup
+	for i, s := range srvs {
+		if o.checkTimeout > 0 {
+			s.Config().CheckTimeout = o.checkTimeout
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = reg.Run(cmd.Context(), checktarget.New(s), checks.Full)
+		}()
+	}
+	wg.Wait()
+	var all []checks.Result
+	for _, r := range results {
+		all = append(all, r...)
+	}
+	var code int
+	switch {
+	case o.nagios:
+		code = alerts.Nagios(g.out, all, th)
+	case g.json():
+		code, err = alerts.JSON(g.out, all)
+		if err != nil {
+			return err
+		}
+	default:
+		code = alerts.Console(g.out, all)
+	}
+	if code != 0 {
+		return withCode(code, nil)
+	}
+	return nil
+}
