@@ -29,6 +29,8 @@ type Server struct {
 	xlog   *catalog.XLogDB
 	log    *slog.Logger
 	now    func() time.Time
+
+	cfgSegSize uint64
 }
 
 // New builds the server called name from a validated configuration.

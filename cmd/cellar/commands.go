@@ -8,5 +8,7 @@ func extraCommands(g *globalOptions) []*cobra.Command {
 	return []*cobra.Command{
 		newCheckCommand(g),
 		newExporterCommand(g),
+		newSwitchWALCommand(g),
+		newReplicationStatusCommand(g),
 	}
 }
