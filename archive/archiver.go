@@ -1,0 +1,789 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cellar-backup/cellar/catalog"
+	"github.com/cellar-backup/cellar/internal/durable"
+	"github.com/cellar-backup/cellar/internal/lock"
+	"github.com/cellar-backup/cellar/wal"
+)
+
+// Archiver names as Barman prints them.
+const (
+	FileArchiverName      = "file archival"
+	StreamingArchiverName = "streaming"
+)
+
+// Kinds of files in errors/ (the last dot-suffix of their name).
+const (
+	ErrorKindDuplicate = "duplicate"
+	ErrorKindUnknown   = "unknown"
+)
+
+// ErrArchiveBusy is matched (with lock.ErrBusy) when another archive-wal
+// run holds the server's lock.
+var ErrArchiveBusy = errors.New("archive-wal busy")
+
+// BusyError reports that another archive-wal process holds the lock. It
+// matches lock.ErrBusy and ErrArchiveBusy.
+type BusyError struct {
+	Server string
+	PID    int
+}
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("Another archive-wal process is already running on server %s", e.Server)
+}
+
+// Is matches lock.ErrBusy and ErrArchiveBusy.
+func (e *BusyError) Is(target error) bool { return target == lock.ErrBusy || target == ErrArchiveBusy }
+
+// Report says what one ArchiveWAL run did. Names are bare WAL or errors/
+// file names.
+type Report struct {
+	Archived   []string // stored in wals/ and listed in xlog.db
+	Dropped    []string // identical copy already archived: source removed
+	Duplicates []string // different copy already archived: errors/ names
+	Unknown    []string // not a valid WAL file: errors/ names
+	Deferred   []string // invalid but recently modified: left for the next run
+	HeldBack   []string // newest streaming file left for pg_receivewal
+}
+
+// Archiver runs archive-wal for one server. It keeps its compressors
+// between files and runs; it is not safe for concurrent use (the
+// archive-wal lock serialises runs across processes anyway).
+type Archiver struct {
+	opts Options
+	enc  *Encoders
+	buf  []byte
+	cmpA []byte
+	cmpB []byte
+	// listed caches the names in xlog.db during one run (nil = not read).
+	listed map[string]bool
+	// swept records the hash directories cleaned of stale temp files
+	// during this Archiver's life.
+	swept map[string]bool
+}
+
+// NewArchiver validates opts and returns an Archiver.
+func NewArchiver(opts Options) (*Archiver, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
+	return &Archiver{
+		opts: opts,
+		enc:  NewEncoders(opts.CompressionLevel),
+		buf:  make([]byte, 1<<20),
+		cmpA: make([]byte, 256<<10),
+		cmpB: make([]byte, 256<<10),
+	}, nil
+}
+
+// ArchiveWAL is one `archive-wal` run: under the non-blocking archive-wal
+// lock, the streaming archiver then the file archiver (Barman's order)
+// each take one batch in name order. A busy lock returns a *BusyError
+// (errors.Is lock.ErrBusy). Invalid files are moved to errors/ and
+// reported, not returned as errors; an I/O failure stops the run and is
+// returned with the partial Report.
+func (a *Archiver) ArchiveWAL(ctx context.Context) (Report, error) {
+	var rep Report
+	o := &a.opts
+	l, err := lock.TryLock(o.Layout.LockPath("archive-wal"))
+	if err != nil {
+		if errors.Is(err, lock.ErrBusy) {
+			be := &BusyError{Server: o.Server}
+			var lb *lock.BusyError
+			if errors.As(err, &lb) {
+				be.PID = lb.PID
+			}
+			return rep, be
+		}
+		return rep, fmt.Errorf("server %s: archive-wal: %w", o.Server, err)
+	}
+	defer l.Release()
+	a.listed = nil
+
+	if !o.NoStreamingArchiver {
+		if err := a.runBatch(ctx, &rep, StreamingArchiverName, o.Layout.StreamingDir, o.StreamingBatchSize); err != nil {
+			return rep, err
+		}
+	}
+	if !o.NoFileArchiver {
+		if err := a.runBatch(ctx, &rep, FileArchiverName, o.Layout.IncomingDir, o.ArchiverBatchSize); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+// batch is one archiver's selection.
+type batch struct {
+	files    []string // valid-looking WAL names, in order
+	unknown  []string // entries that are not WAL files
+	heldBack []string
+	total    int // candidates before the batch cap
+}
+
+// listBatch reads dir and selects a batch. Hidden files and .tmp files are
+// other writers' work in progress and are never touched.
+func listBatch(dir string, streaming bool, size int) (batch, error) {
+	var b batch
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return b, nil
+		}
+		return b, err
+	}
+	var names []string
+	for _, e := range entries {
+		n := e.Name()
+		if strings.HasPrefix(n, ".") || strings.HasSuffix(n, ".tmp") {
+			continue
+		}
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	if streaming {
+		// pg_receivewal writes the current segment as <seg>.partial: hold
+		// back the newest .partial (older ones, left by timeline switches
+		// or restarts, are archived under their .partial name). Without
+		// any .partial the newest segment stays, as in Barman.
+		newestPartial, newestSeg := -1, -1
+		for i, n := range names {
+			if pn, err := wal.ParseName(n); err == nil && pn.String() == n {
+				switch pn.Kind {
+				case wal.KindPartial:
+					newestPartial = i
+				case wal.KindSegment:
+					newestSeg = i
+				}
+			}
+		}
+		hold := newestPartial
+		if hold < 0 {
+			hold = newestSeg
+		}
+		if hold >= 0 {
+			b.heldBack = append(b.heldBack, names[hold])
+			names = slices.Delete(names, hold, hold+1)
+		}
+	}
+	b.total = len(names)
+	if size > 0 && len(names) > size {
+		names = names[:size]
+	}
+	for _, n := range names {
+		if pn, err := wal.ParseName(n); err != nil || pn.String() != n {
+			b.unknown = append(b.unknown, n)
+			continue
+		}
+		b.files = append(b.files, n)
+	}
+	return b, nil
+}
+
+func (a *Archiver) runBatch(ctx context.Context, rep *Report, archiver, dir string, size int) error {
+	o := &a.opts
+	log := o.logger().With("archiver", archiver)
+	b, err := listBatch(dir, archiver == StreamingArchiverName, size)
+	if err != nil {
+		return fmt.Errorf("server %s: %s: list %s: %w", o.Server, archiver, dir, err)
+	}
+	rep.HeldBack = append(rep.HeldBack, b.heldBack...)
+	out := o.out()
+	header := fmt.Sprintf("Processing xlog segments from %s for %s", archiver, o.Server)
+	if size > 0 && b.total > size {
+		header += fmt.Sprintf(" (batch size: %d)", size)
+	}
+	if len(b.files) > 0 || o.Verbose {
+		fmt.Fprintln(out, header)
+	}
+	if len(b.files) == 0 && o.Verbose {
+		fmt.Fprintln(out, "\tno file found")
+	}
+	// Removing sources only needs one fsync of the source directory per
+	// batch: a source that reappears after a crash is an identical
+	// duplicate of its stored copy and is dropped by the next run.
+	removed := false
+	defer func() {
+		if removed {
+			if err := durable.SyncDir(dir); err != nil {
+				log.Warn("fsync source directory", "dir", dir, "err", err)
+			}
+		}
+	}()
+	for _, name := range b.files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "\t%s\n", name)
+		res, err := a.archiveFile(ctx, dir, name)
+		if err != nil {
+			return fmt.Errorf("server %s: archive %s: %w", o.Server, name, err)
+		}
+		switch res.outcome {
+		case outArchived:
+			rep.Archived = append(rep.Archived, name)
+			removed = true
+			log.Debug("archived", "wal", name, "compression", res.compression, "size", res.size)
+		case outDropped:
+			rep.Dropped = append(rep.Dropped, name)
+			removed = true
+			log.Info("dropped identical duplicate", "wal", name)
+		case outDuplicate:
+			rep.Duplicates = append(rep.Duplicates, res.errName)
+			fmt.Fprintf(out, "\tError: %s is already present in server %s. File moved to errors directory.\n", name, o.Server)
+			log.Warn("duplicate WAL with different content moved to errors", "wal", name, "file", res.errName)
+		case outUnknown:
+			rep.Unknown = append(rep.Unknown, res.errName)
+			log.Warn("invalid WAL file moved to errors", "wal", name, "file", res.errName, "err", res.reason)
+		case outDeferred:
+			rep.Deferred = append(rep.Deferred, name)
+			log.Warn("invalid WAL file left in place: it may still be being written", "wal", name, "err", res.reason)
+		}
+	}
+	if len(b.unknown) > 0 {
+		fmt.Fprintf(out, "Some unknown objects have been found while processing xlog segments for %s. Objects moved to errors directory:\n", o.Server)
+		for _, name := range b.unknown {
+			ename, err := moveToErrors(dir, name, o.Layout.ErrorsDir, ErrorKindUnknown, o.now())
+			if err != nil {
+				return fmt.Errorf("server %s: %s: %w", o.Server, archiver, err)
+			}
+			fmt.Fprintf(out, "\t%s\n", name)
+			rep.Unknown = append(rep.Unknown, ename)
+			log.Warn("unknown file moved to errors", "file", ename)
+		}
+	}
+	return nil
+}
+
+type outcome int
+
+const (
+	outArchived outcome = iota
+	outDropped
+	outDuplicate
+	outUnknown
+	outDeferred
+)
+
+type fileResult struct {
+	outcome     outcome
+	errName     string
+	reason      error
+	compression string
+	size        int64
+}
+
+// errInvalid marks validation failures (as opposed to I/O errors).
+type invalidError struct{ err error }
+
+func (e *invalidError) Error() string { return e.err.Error() }
+func (e *invalidError) Unwrap() error { return e.err }
+
+func invalidf(format string, args ...any) error {
+	return &invalidError{fmt.Errorf(format, args...)}
+}
+
+// archiveFile handles one file whose name passed wal.ParseName.
+func (a *Archiver) archiveFile(ctx context.Context, dir, name string) (fileResult, error) {
+	o := &a.opts
+	n, err := wal.ParseName(name)
+	if err != nil { // listBatch filtered these; stay defensive
+		return a.reject(dir, name, err, false)
+	}
+	if err := n.ValidateFor(o.segSize()); err != nil {
+		return a.reject(dir, name, err, false)
+	}
+	src := filepath.Join(dir, n.String())
+	fi, err := os.Lstat(src)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			// Vanished (another tool removed it): nothing to do.
+			return fileResult{outcome: outDeferred, reason: err}, nil
+		}
+		return fileResult{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return a.reject(dir, name, fmt.Errorf("%s is not a regular file", src), false)
+	}
+	dst := o.Layout.WALPath(n)
+	if _, err := os.Lstat(dst); err == nil {
+		return a.duplicate(ctx, dir, n, src, dst, fi)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fileResult{}, err
+	}
+	res, err := a.store(ctx, n, src, dst, fi)
+	if err != nil {
+		var inv *invalidError
+		if errors.As(err, &inv) {
+			return a.reject(dir, name, err, time.Since(fi.ModTime()) < o.settle())
+		}
+		return fileResult{}, err
+	}
+	if err := a.appendXLog(ctx, n, res.size, fi.ModTime(), res.compression); err != nil {
+		return fileResult{}, err
+	}
+	if err := os.Remove(src); err != nil {
+		return fileResult{}, fmt.Errorf("remove archived source %s: %w", src, err)
+	}
+	return res, nil
+}
+
+// reject moves an invalid file to errors/…unknown, or leaves it in place
+// when it may still be being written.
+func (a *Archiver) reject(dir, name string, reason error, fresh bool) (fileResult, error) {
+	if fresh {
+		return fileResult{outcome: outDeferred, reason: reason}, nil
+	}
+	ename, err := moveToErrors(dir, name, a.opts.Layout.ErrorsDir, ErrorKindUnknown, a.opts.now())
+	if err != nil {
+		return fileResult{}, err
+	}
+	return fileResult{outcome: outUnknown, errName: ename, reason: reason}, nil
+}
+
+// duplicate handles a source whose name is already archived. Contents are
+// compared decompressed and byte by byte (never Barman's size+mtime
+// shortcut).
+func (a *Archiver) duplicate(ctx context.Context, dir string, n wal.Name, src, dst string, srcInfo fs.FileInfo) (fileResult, error) {
+	same, storedComp, err := a.sameContent(src, dst)
+	if err != nil {
+		return fileResult{}, err
+	}
+	if !same {
+		ename, err := moveToErrors(dir, n.String(), a.opts.Layout.ErrorsDir, ErrorKindDuplicate, a.opts.now())
+		if err != nil {
+			return fileResult{}, err
+		}
+		return fileResult{outcome: outDuplicate, errName: ename}, nil
+	}
+	// A crash between storing and removing the source lands here: make
+	// sure the stored copy is durable and catalogued before dropping the
+	// source.
+	dfi, err := os.Stat(dst)
+	if err != nil {
+		return fileResult{}, err
+	}
+	if err := durable.SyncFile(dst); err != nil {
+		return fileResult{}, err
+	}
+	if err := durable.SyncDir(filepath.Dir(dst)); err != nil {
+		return fileResult{}, err
+	}
+	listed, err := a.xlogHas(ctx, n)
+	if err != nil {
+		return fileResult{}, err
+	}
+	if !listed {
+		if err := a.appendXLog(ctx, n, dfi.Size(), srcInfo.ModTime(), storedComp); err != nil {
+			return fileResult{}, err
+		}
+	}
+	if err := os.Remove(src); err != nil {
+		return fileResult{}, fmt.Errorf("remove duplicate source %s: %w", src, err)
+	}
+	return fileResult{outcome: outDropped}, nil
+}
+
+// sameContent compares the decompressed content of two files.
+func (a *Archiver) sameContent(src, dst string) (bool, string, error) {
+	fa, err := os.Open(src)
+	if err != nil {
+		return false, "", err
+	}
+	defer fa.Close()
+	fb, err := os.Open(dst)
+	if err != nil {
+		return false, "", err
+	}
+	defer fb.Close()
+	ra, _, err := SniffDecompressor(fa)
+	if err != nil {
+		// An unreadable source cannot be proven identical.
+		return false, "", nil
+	}
+	defer ra.Close()
+	rb, comp, err := SniffDecompressor(fb)
+	if err != nil {
+		return false, "", fmt.Errorf("read stored %s: %w", dst, err)
+	}
+	defer rb.Close()
+	same, err := equalStreams(ra, rb, a.cmpA, a.cmpB)
+	if err != nil {
+		var rerr *sideError
+		if errors.As(err, &rerr) && rerr.side == 0 {
+			return false, comp, nil // corrupt source: not identical
+		}
+		return false, comp, fmt.Errorf("compare %s with stored %s: %w", src, dst, err)
+	}
+	return same, comp, nil
+}
+
+type sideError struct {
+	side int
+	err  error
+}
+
+func (e *sideError) Error() string { return e.err.Error() }
+func (e *sideError) Unwrap() error { return e.err }
+
+// equalStreams compares two readers to EOF.
+func equalStreams(a, b io.Reader, ba, bb []byte) (bool, error) {
+	for {
+		na, ea := io.ReadFull(a, ba)
+		if ea != nil && !errors.Is(ea, io.EOF) && !errors.Is(ea, io.ErrUnexpectedEOF) {
+			return false, &sideError{0, ea}
+		}
+		nb, eb := io.ReadFull(b, bb[:len(ba)])
+		if eb != nil && !errors.Is(eb, io.EOF) && !errors.Is(eb, io.ErrUnexpectedEOF) {
+			return false, &sideError{1, eb}
+		}
+		if na != nb || !bytes.Equal(ba[:na], bb[:nb]) {
+			return false, nil
+		}
+		if ea != nil || eb != nil {
+			return ea != nil && eb != nil, nil
+		}
+	}
+}
+
+// validator receives the plain bytes of a file and checks size and (for
+// segments) the first page header.
+type validator struct {
+	n       wal.Name
+	limit   int64
+	head    [wal.LongPageHeaderSize]byte
+	count   int64
+	sysID   uint64
+	segSize uint64
+	checked bool
+}
+
+var errTooLarge = errors.New("file larger than expected")
+
+func (v *validator) Write(p []byte) (int, error) {
+	if v.count < int64(len(v.head)) {
+		copy(v.head[v.count:], p)
+	}
+	v.count += int64(len(p))
+	if v.count > v.limit {
+		return 0, invalidf("%s: %w: more than %d bytes", v.n, errTooLarge, v.limit)
+	}
+	if !v.checked && v.count >= int64(len(v.head)) && v.needsHeader() {
+		v.checked = true
+		if err := v.checkHeader(); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+func (v *validator) needsHeader() bool {
+	return v.n.Kind == wal.KindSegment || v.n.Kind == wal.KindPartial
+}
+
+func (v *validator) checkHeader() error {
+	h, err := wal.ParsePageHeader(v.head[:])
+	if err != nil {
+		return invalidf("%s: %w", v.n, err)
+	}
+	if err := h.Validate(v.n, v.sysID, v.segSize); err != nil {
+		return &invalidError{err}
+	}
+	return nil
+}
+
+// finish checks the totals once the whole file went through.
+func (v *validator) finish() error {
+	switch v.n.Kind {
+	case wal.KindSegment:
+		if uint64(v.count) != v.segSize {
+			return invalidf("%s: segment is %d bytes, want %d (wal_segment_size)", v.n, v.count, v.segSize)
+		}
+	case wal.KindPartial:
+		if v.count < wal.LongPageHeaderSize {
+			return invalidf("%s: partial segment is only %d bytes", v.n, v.count)
+		}
+	default:
+		if v.count == 0 {
+			return invalidf("%s: empty file", v.n)
+		}
+	}
+	return nil
+}
+
+// maxTextFile bounds .history and .backup files, which are small text.
+const maxTextFile = 16 << 20
+
+func (a *Archiver) newValidator(n wal.Name) *validator {
+	o := &a.opts
+	v := &validator{n: n, sysID: o.SystemID, segSize: o.segSize(), limit: maxTextFile}
+	if v.needsHeader() {
+		v.limit = int64(o.segSize())
+	}
+	return v
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// store validates src while copying it (compressed per Options, or as is
+// when it already is compressed) into a pending file next to dst, then
+// commits it durably. Validation failures are *invalidError and leave
+// nothing behind.
+func (a *Archiver) store(ctx context.Context, n wal.Name, src, dst string, fi fs.FileInfo) (fileResult, error) {
+	o := &a.opts
+	if err := durable.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return fileResult{}, err
+	}
+	a.sweepTemps(filepath.Dir(dst))
+	f, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return fileResult{}, err
+	}
+	defer f.Close()
+	head := a.buf[:sniffLen]
+	hn, err := io.ReadFull(f, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return fileResult{}, err
+	}
+	srcComp := DetectCompression(head[:hn])
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fileResult{}, err
+	}
+
+	pf, err := durable.NewPendingFile(dst, 0o600)
+	if err != nil {
+		return fileResult{}, err
+	}
+	defer pf.Cleanup()
+	cw := &countWriter{w: pf}
+	v := a.newValidator(n)
+	comp := o.Compression
+	if srcComp == CompressionNone {
+		// Plain source: validate the plain bytes on their way into the
+		// encoder.
+		ew, err := a.enc.Writer(cw, comp)
+		if err != nil {
+			return fileResult{}, err
+		}
+		_, err = copyBuffer(ctx, ew, io.TeeReader(f, v), a.buf)
+		if cerr := ew.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fileResult{}, err
+		}
+	} else {
+		// Already compressed (barman-wal-archive -z, or a put-wal client
+		// compressing before sending): store the bytes as they are and
+		// validate the decompressed stream.
+		comp = srcComp
+		dec, err := NewDecompressor(io.TeeReader(f, cw), srcComp)
+		if err != nil {
+			return fileResult{}, invalidf("%s: %w", n, err)
+		}
+		_, err = copyBuffer(ctx, v, dec, a.buf)
+		dec.Close()
+		if err != nil {
+			var inv *invalidError
+			if errors.As(err, &inv) || errors.Is(err, ctx.Err()) {
+				return fileResult{}, err
+			}
+			return fileResult{}, invalidf("%s: decompress %s: %w", n, srcComp, err)
+		}
+		// Bytes after the end of the compressed stream would be stored
+		// but never restored: refuse them.
+		if extra, err := io.Copy(io.Discard, f); err != nil {
+			return fileResult{}, err
+		} else if extra > 0 {
+			return fileResult{}, invalidf("%s: %d bytes after the end of the %s stream", n, extra, srcComp)
+		}
+	}
+	if err := v.finish(); err != nil {
+		return fileResult{}, err
+	}
+	if v.needsHeader() && !v.checked {
+		if err := v.checkHeader(); err != nil {
+			return fileResult{}, err
+		}
+	}
+	// The archive-wal lock makes us the only writer of wals/, and dst was
+	// absent a moment ago; re-check so a stored file is never replaced.
+	if _, err := os.Lstat(dst); err == nil {
+		return fileResult{}, fmt.Errorf("%s appeared while archiving %s", dst, src)
+	}
+	// Keep the original mtime on the stored file: rebuild-xlogdb reads it.
+	if err := os.Chtimes(pf.Name(), fi.ModTime(), fi.ModTime()); err != nil {
+		return fileResult{}, err
+	}
+	if err := pf.Commit(); err != nil {
+		return fileResult{}, err
+	}
+	return fileResult{outcome: outArchived, compression: comp, size: cw.n}, nil
+}
+
+// sweepTemps removes pending files that a killed archive-wal left in a
+// wals/ directory: renameio names them "." + target name + random digits.
+// Only archive-wal writes there and we hold its lock, so any such file is
+// stale. Failures are harmless (the file is only wasted space).
+func (a *Archiver) sweepTemps(dir string) {
+	if a.swept == nil {
+		a.swept = map[string]bool{}
+	}
+	if a.swept[dir] {
+		return
+	}
+	a.swept[dir] = true
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || !strings.HasPrefix(name, ".") || len(name) < 1+16+1 {
+			continue
+		}
+		rest := name[1:]
+		for _, l := range []int{40, 32, 24, 16} { // .backup, .partial, segment, .history
+			if len(rest) > l && wal.IsAnyWALName(rest[:l]) && isDigits(rest[l:]) {
+				if err := os.Remove(filepath.Join(dir, name)); err == nil {
+					a.opts.logger().Debug("removed stale temp file", "file", filepath.Join(dir, name))
+				}
+				break
+			}
+		}
+	}
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// copyBuffer is io.CopyBuffer that checks ctx between chunks, so a
+// cancelled run stops within one chunk.
+func copyBuffer(ctx context.Context, dst io.Writer, src io.Reader, buf []byte) (int64, error) {
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			nw, werr := dst.Write(buf[:nr])
+			n += int64(nw)
+			if werr != nil {
+				return n, werr
+			}
+			if nw != nr {
+				return n, io.ErrShortWrite
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}
+
+// moveToErrors moves dir/name into errorsDir as <name>.<stamp>.<kind>,
+// never replacing an existing file, and fsyncs both directories. name is a
+// directory entry read from dir (one path component); it is re-checked
+// here so that no caller can make it escape dir.
+func moveToErrors(dir, name, errorsDir, kind string, now time.Time) (string, error) {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return "", fmt.Errorf("refusing to move %q: not a plain file name", name)
+	}
+	src := filepath.Join(dir, name)
+	fi, err := os.Lstat(src)
+	if err != nil {
+		return "", err
+	}
+	var ename string
+	if fi.Mode().IsRegular() || fi.Mode()&fs.ModeSymlink != 0 {
+		ename, err = linkIntoErrors(src, errorsDir, name, kind, now)
+		if err != nil {
+			return "", err
+		}
+		if err := os.Remove(src); err != nil {
+			return "", fmt.Errorf("remove %s after moving it to errors: %w", src, err)
+		}
+	} else {
+		// Directories and other odd entries cannot be hard-linked: rename,
+		// checking first that the target is free (we hold the
+		// archive-wal lock, the only writer of errors/ besides put-wal,
+		// which links).
+		if err := durable.MkdirAll(errorsDir, 0o700); err != nil {
+			return "", err
+		}
+		for attempt := 0; ; attempt++ {
+			ename = errorsName(name, kind, now, attempt)
+			if _, err := os.Lstat(filepath.Join(errorsDir, ename)); errors.Is(err, fs.ErrNotExist) {
+				break
+			}
+			if attempt > 1000 {
+				return "", fmt.Errorf("move %s to errors: too many entries named %s", src, name)
+			}
+		}
+		if err := durable.Rename(src, filepath.Join(errorsDir, ename)); err != nil {
+			return "", err
+		}
+	}
+	if err := durable.SyncDir(dir); err != nil {
+		return "", err
+	}
+	return ename, nil
+}
+
+// ArchiverErrors counts the files in the errors directory by kind (the
+// last dot-suffix: duplicate, unknown, ...), for check_archiver_errors.
+func ArchiverErrors(l catalog.Layout) (map[string]int, error) {
+	entries, err := os.ReadDir(l.ErrorsDir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return map[string]int{}, nil
+		}
+		return nil, err
+	}
+	out := map[string]int{}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		kind := "unknown_failure"
+		if i := strings.LastIndexByte(e.Name(), '.'); i >= 0 {
+			kind = e.Name()[i+1:]
+		}
+		out[kind]++
+	}
+	return out, nil
+}

@@ -1,0 +1,205 @@
+package archive
+
+import (
+	"bufio"
+	"bytes"
+	"compress/bzip2"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+)
+
+// Compression names as Barman writes them in xlog.db and accepts in the
+// `compression` option. The empty string means "no compression"; xlog.db
+// spells it None (CompressionField converts).
+const (
+	CompressionNone   = ""
+	CompressionGzip   = "gzip"
+	CompressionBzip2  = "bzip2"
+	CompressionZstd   = "zstd"
+	CompressionLZ4    = "lz4"
+	CompressionXZ     = "xz"
+	CompressionSnappy = "snappy"
+)
+
+// ErrUnsupportedCompression is wrapped when a compression can be detected
+// but Cellar cannot produce (bzip2, xz, snappy) or read (xz, snappy) it.
+var ErrUnsupportedCompression = errors.New("unsupported compression")
+
+// magic numbers, longest first where prefixes could overlap.
+var magics = []struct {
+	name  string
+	magic []byte
+}{
+	{CompressionSnappy, []byte("\xff\x06\x00\x00sNaPpY")},
+	{CompressionXZ, []byte("\xfd7zXZ\x00")},
+	{CompressionZstd, []byte{0x28, 0xb5, 0x2f, 0xfd}},
+	{CompressionLZ4, []byte{0x04, 0x22, 0x4d, 0x18}},
+	{CompressionBzip2, []byte("BZh")},
+	{CompressionGzip, []byte{0x1f, 0x8b}},
+}
+
+// sniffLen is how many leading bytes DetectCompression needs at most.
+const sniffLen = 10
+
+// DetectCompression names the compression of a stream from its first bytes
+// (at least sniffLen for a sure answer), or returns CompressionNone. A WAL
+// segment starts with XLOG_PAGE_MAGIC (0xD1xx little-endian), which none of
+// the magics below can match, so a plain segment is never misdetected.
+func DetectCompression(head []byte) string {
+	for _, m := range magics {
+		if bytes.HasPrefix(head, m.magic) {
+			return m.name
+		}
+	}
+	return CompressionNone
+}
+
+// ValidateCompression reports whether Cellar can write name (the
+// `compression` option): none, gzip, zstd or lz4. bzip2 is read-only.
+func ValidateCompression(name string) error {
+	switch name {
+	case CompressionNone, CompressionGzip, CompressionZstd, CompressionLZ4:
+		return nil
+	case CompressionBzip2, CompressionXZ, CompressionSnappy:
+		return fmt.Errorf("compression %q: %w: Cellar reads it but cannot write it (use gzip, zstd or lz4)", name, ErrUnsupportedCompression)
+	}
+	return fmt.Errorf("compression %q: %w (use gzip, zstd or lz4)", name, ErrUnsupportedCompression)
+}
+
+// CompressionField is the xlog.db spelling of a compression name.
+func CompressionField(name string) string {
+	if name == CompressionNone {
+		return "None"
+	}
+	return name
+}
+
+// NewDecompressor returns a reader of the plain bytes of r, which is
+// compressed with name. Close releases decoder resources; it does not close
+// r.
+func NewDecompressor(r io.Reader, name string) (io.ReadCloser, error) {
+	switch name {
+	case CompressionNone:
+		return io.NopCloser(r), nil
+	case CompressionGzip:
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, fmt.Errorf("gzip: %w", err)
+		}
+		return zr, nil
+	case CompressionBzip2:
+		return io.NopCloser(bzip2.NewReader(r)), nil
+	case CompressionZstd:
+		// One goroutine: WAL is decoded one file at a time and the
+		// default spawns GOMAXPROCS workers per decoder.
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		if err != nil {
+			return nil, fmt.Errorf("zstd: %w", err)
+		}
+		return zr.IOReadCloser(), nil
+	case CompressionLZ4:
+		return io.NopCloser(lz4.NewReader(r)), nil
+	}
+	return nil, fmt.Errorf("decompress %q: %w", name, ErrUnsupportedCompression)
+}
+
+// SniffDecompressor detects the compression of r from its first bytes and
+// returns the plain stream plus the detected name.
+func SniffDecompressor(r io.Reader) (io.ReadCloser, string, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	head, err := br.Peek(sniffLen)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, "", err
+	}
+	name := DetectCompression(head)
+	rc, err := NewDecompressor(br, name)
+	if err != nil {
+		return nil, name, err
+	}
+	return rc, name, nil
+}
+
+// Encoders holds reusable compressors. Creating a zstd encoder allocates
+// megabytes of tables, so an Archiver keeps one Encoders for its whole run
+// and resets the encoder per file. An Encoders is not safe for concurrent
+// use: give each goroutine its own.
+type Encoders struct {
+	level int // 0 = library default
+	gz    *gzip.Writer
+	zs    *zstd.Encoder
+	lz    *lz4.Writer
+}
+
+// NewEncoders returns an empty set; encoders are created on first use.
+// level is the compression level for gzip (1-9) and zstd (1-4, the
+// klauspost speed levels); 0 selects a default tuned for WAL (fast).
+func NewEncoders(level int) *Encoders { return &Encoders{level: level} }
+
+// Writer returns a compressor writing name-compressed bytes to w. The
+// caller must Close it to flush; closing does not close w. The returned
+// writer is only valid until the next call to Writer.
+func (e *Encoders) Writer(w io.Writer, name string) (io.WriteCloser, error) {
+	switch name {
+	case CompressionNone:
+		return nopWriteCloser{w}, nil
+	case CompressionGzip:
+		if e.gz == nil {
+			lvl := gzip.BestSpeed
+			if e.level > 0 {
+				lvl = min(e.level, gzip.BestCompression)
+			}
+			gz, err := gzip.NewWriterLevel(w, lvl)
+			if err != nil {
+				return nil, fmt.Errorf("gzip: %w", err)
+			}
+			e.gz = gz
+			return gz, nil
+		}
+		e.gz.Reset(w)
+		return e.gz, nil
+	case CompressionZstd:
+		if e.zs == nil {
+			lvl := zstd.SpeedFastest
+			if e.level > 0 {
+				lvl = zstd.EncoderLevel(min(e.level, int(zstd.SpeedBestCompression)))
+			}
+			zs, err := zstd.NewWriter(w, zstd.WithEncoderLevel(lvl), zstd.WithEncoderCRC(true))
+			if err != nil {
+				return nil, fmt.Errorf("zstd: %w", err)
+			}
+			e.zs = zs
+			return zs, nil
+		}
+		e.zs.Reset(w)
+		return e.zs, nil
+	case CompressionLZ4:
+		if e.lz == nil {
+			e.lz = lz4.NewWriter(w)
+			if err := e.lz.Apply(lz4.ConcurrencyOption(1), lz4.ChecksumOption(true)); err != nil {
+				return nil, fmt.Errorf("lz4: %w", err)
+			}
+			return e.lz, nil
+		}
+		e.lz.Reset(w)
+		return e.lz, nil
+	}
+	return nil, ValidateCompression(name)
+}
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
+
+// ReadFrom lets io.Copy use the underlying writer's fast path (an
+// *os.File's copy_file_range) when no compression is applied.
+func (n nopWriteCloser) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := n.Writer.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{n.Writer}, r)
+}
