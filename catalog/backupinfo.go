@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cellar-backup/cellar/internal/durable"
 )
@@ -544,6 +545,10 @@ func ParseBackupInfo(data []byte, source string) (*BackupInfo, error) {
 			line, data = data[:i], data[i+1:]
 		} else {
 			line, data = data, nil
+		}
+		if !utf8.Valid(line) {
+			// Barman decodes every line as UTF-8 and fails otherwise.
+			return nil, &InfoError{File: source, Line: lineNo, Err: errors.New("line is not valid UTF-8")}
 		}
 		s := string(line)
 		trimmed := strings.TrimSpace(s)

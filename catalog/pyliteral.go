@@ -245,7 +245,13 @@ func (p *pyParser) str(isBytes bool) (string, error) {
 			return "", p.errorf("newline in string")
 		}
 		if c != '\\' {
-			sb.WriteByte(c)
+			if isBytes {
+				// Bytes are kept as Latin-1 runes so the string stays
+				// valid UTF-8 and repr reads back the same.
+				sb.WriteRune(rune(c))
+			} else {
+				sb.WriteByte(c)
+			}
 			p.pos++
 			continue
 		}
@@ -289,7 +295,7 @@ func (p *pyParser) str(isBytes bool) (string, error) {
 			}
 			p.pos += n
 			if isBytes {
-				sb.WriteByte(byte(v))
+				sb.WriteRune(rune(byte(v)))
 			} else {
 				if v > unicode.MaxRune {
 					return "", p.errorf("escape beyond Unicode")
@@ -303,10 +309,9 @@ func (p *pyParser) str(isBytes bool) (string, error) {
 				p.pos++
 			}
 			if isBytes {
-				sb.WriteByte(byte(v))
-			} else {
-				sb.WriteRune(rune(v))
+				v &= 0xff
 			}
+			sb.WriteRune(rune(v))
 		default:
 			// Python keeps unknown escapes verbatim.
 			sb.WriteByte('\\')

@@ -4,7 +4,9 @@
 //
 // renameio makes the temp-file/fsync/rename dance easy but does not fsync the
 // parent directory, so a power loss right after the rename may forget it; the
-// helpers here add that step.
+// helpers here add that step. Temp files always live next to their target
+// (renameio would otherwise pick $TMPDIR when it shares the file system),
+// so a crash leaves debris only in the catalog's own directories.
 package durable
 
 import (
@@ -35,7 +37,7 @@ func SyncDir(dir string) error {
 // WriteFile atomically replaces path with data: temp file in the same
 // directory, fsync, rename, fsync of the directory.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
-	if err := renameio.WriteFile(path, data, perm); err != nil {
+	if err := renameio.WriteFile(path, data, perm, renameio.WithTempDir(filepath.Dir(path))); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return SyncDir(filepath.Dir(path))
@@ -44,7 +46,7 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 // WriteFileFrom is WriteFile for a stream. Nothing is visible at path until
 // the whole stream was copied and synced.
 func WriteFileFrom(path string, r io.Reader, perm os.FileMode) (int64, error) {
-	t, err := renameio.NewPendingFile(path, renameio.WithPermissions(perm), renameio.WithExistingPermissions())
+	t, err := renameio.NewPendingFile(path, renameio.WithTempDir(filepath.Dir(path)), renameio.WithPermissions(perm), renameio.WithExistingPermissions())
 	if err != nil {
 		return 0, fmt.Errorf("write %s: %w", path, err)
 	}
@@ -62,7 +64,7 @@ func WriteFileFrom(path string, r io.Reader, perm os.FileMode) (int64, error) {
 // NewPendingFile returns a temp file that becomes path only on
 // Commit. Callers stream into it and must call Cleanup in a defer.
 func NewPendingFile(path string, perm os.FileMode) (*PendingFile, error) {
-	t, err := renameio.NewPendingFile(path, renameio.WithPermissions(perm))
+	t, err := renameio.NewPendingFile(path, renameio.WithTempDir(filepath.Dir(path)), renameio.WithPermissions(perm))
 	if err != nil {
 		return nil, fmt.Errorf("create temp for %s: %w", path, err)
 	}
