@@ -10,5 +10,8 @@ func extraCommands(g *globalOptions) []*cobra.Command {
 		newExporterCommand(g),
 		newSwitchWALCommand(g),
 		newReplicationStatusCommand(g),
+		newDeleteCommand(g),
+		newKeepCommand(g),
+		newRetentionCommand(g),
 	}
 }
