@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cellar-backup/cellar/archive/stream"
-	"github.com/cellar-backup/cellar/config"
 	"github.com/cellar-backup/cellar/server"
 )
 
@@ -115,27 +114,11 @@ func runReceiveWAL(ctx context.Context, g *globalOptions, opts receiveWALOptions
 	return rec.Run(ctx)
 }
 
-// streamOptions maps a server's configuration to stream.Options. The WAL
-// streaming conninfo is wal_streaming_conninfo, else streaming_conninfo,
-// else conninfo (BARMAN-FACTS §5).
+// streamOptions maps a server's configuration to stream.Options.
 func streamOptions(s *server.Server, g *globalOptions) (stream.Options, error) {
-	cfg := s.Config()
-	ci := cfg.WALStreamingConninfo
-	for _, alt := range []config.Conninfo{cfg.StreamingConninfo, cfg.Conninfo} {
-		if !ci.IsSet() {
-			ci = alt
-		}
+	so, err := s.StreamOptions()
+	if err != nil {
+		return so, withCode(exitUsage, err)
 	}
-	if !ci.IsSet() {
-		return stream.Options{}, withCode(exitUsage, fmt.Errorf("server %s: %w", s.Name(), stream.ErrNoConninfo))
-	}
-	return stream.Options{
-		Server:          s.Name(),
-		Layout:          s.Layout(),
-		ReplConninfo:    ci.Raw(),
-		SlotName:        cfg.SlotName,
-		CreateSlot:      cfg.CreateSlot == config.CreateSlotAuto,
-		ApplicationName: cfg.StreamingArchiverName,
-		Logger:          g.logger.With("server", s.Name()),
-	}, nil
+	return so, nil
 }
