@@ -11,6 +11,8 @@ func extraCommands(g *globalOptions) []*cobra.Command {
 		newSwitchWALCommand(g),
 		newReplicationStatusCommand(g),
 		newDeleteCommand(g),
+		newDaemonCommand(g),
+		newCronCommand(g),
 		newReceiveWALCommand(g),
 		newKeepCommand(g),
 		newRetentionCommand(g),
