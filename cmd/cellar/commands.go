@@ -11,6 +11,7 @@ func extraCommands(g *globalOptions) []*cobra.Command {
 		newSwitchWALCommand(g),
 		newReplicationStatusCommand(g),
 		newDeleteCommand(g),
+		newRecoverCommand(g),
 		newDaemonCommand(g),
 		newCronCommand(g),
 		newReceiveWALCommand(g),

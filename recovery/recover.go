@@ -1,0 +1,753 @@
+package recovery
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/cellar-backup/cellar/catalog"
+	"github.com/cellar-backup/cellar/internal/durable"
+	"github.com/cellar-backup/cellar/wal"
+)
+
+// RecoverInfoFile is written into the restored PGDATA last; its presence
+// marks a complete restore.
+const RecoverInfoFile = ".cellar-recover.info"
+
+// DefaultStagingDirName is the PITR WAL staging directory inside PGDATA.
+const DefaultStagingDirName = "cellar_wal"
+
+// excludedFiles are top-level PGDATA files never restored: they describe
+// the source server's running state or an older recovery.
+var excludedFiles = map[string]bool{
+	"postmaster.pid":       true,
+	"postmaster.opts":      true,
+	"recovery.conf":        true,
+	"recovery.signal":      true,
+	"standby.signal":       true,
+	"tablespace_map":       true,
+	".barman-recover.info": true,
+	RecoverInfoFile:        true,
+}
+
+// excludedContents are PGDATA directories restored empty.
+var excludedContents = map[string]bool{
+	"pg_wal": true, "pg_xlog": true, "pg_log": true, "log": true, "pg_tblspc": true,
+}
+
+// configFiles are intercepted while copying so that they can be edited
+// before being written (which also works for a remote destination).
+var configFiles = []string{"postgresql.conf", "postgresql.auto.conf"}
+
+// source is one tree of the backup: PGDATA or a tablespace, plain or tar.
+type source struct {
+	oid      uint32 // 0 for PGDATA
+	name     string // tablespace name
+	plainDir string
+	tarPath  string
+	dest     string
+}
+
+type restorer struct {
+	opts     Options
+	log      *slog.Logger
+	backup   *catalog.BackupInfo
+	sink     sink
+	manifest manifest
+	dest     string
+
+	mu          sync.Mutex
+	intercepted map[string][]byte
+	files       atomic.Int64
+	bytes       atomic.Int64
+	unchanged   atomic.Int64
+}
+
+func (r *restorer) progress(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	r.log.Info(msg, "backup", r.backup.ID, "dest", r.dest)
+	if r.opts.Progress != nil {
+		fmt.Fprintln(r.opts.Progress, msg)
+	}
+}
+
+// Recover restores opts.Backup into opts.Dest (see the package comment).
+func Recover(ctx context.Context, opts Options) (*Result, error) {
+	start := time.Now()
+	b := opts.Backup
+	if b == nil {
+		return nil, fmt.Errorf("%w: no backup given", ErrInvalidOptions)
+	}
+	if b.Status != catalog.StatusDone && b.Status != catalog.StatusWaitingForWALs {
+		msg := fmt.Sprintf("backup %s has status %s", b.ID, b.Status)
+		if b.Error != "" {
+			msg += " (" + b.Error + ")"
+		}
+		return nil, fmt.Errorf("%w: %s; only DONE or WAITING_FOR_WALS backups can be restored", ErrBackupNotRestorable, msg)
+	}
+	if err := opts.Target.Validate(b); err != nil {
+		return nil, err
+	}
+	if opts.Dest == "" || !filepath.IsAbs(opts.Dest) {
+		return nil, fmt.Errorf("%w: destination %q must be an absolute path", ErrInvalidOptions, opts.Dest)
+	}
+	if opts.GetWAL && opts.RestoreCommand == "" {
+		return nil, fmt.Errorf("%w: get-wal needs a restore command", ErrInvalidOptions)
+	}
+	if opts.DeltaRestore && opts.RemoteSSHCommand != "" {
+		return nil, fmt.Errorf("%w: --delta-restore is not supported with --remote-ssh-command", ErrInvalidOptions)
+	}
+	for name := range opts.Tablespaces {
+		if !slices.ContainsFunc(b.Tablespaces, func(t catalog.Tablespace) bool { return t.Name == name }) {
+			return nil, fmt.Errorf("%w: backup %s has no tablespace %q", ErrInvalidOptions, b.ID, name)
+		}
+	}
+	if opts.Parallel <= 0 {
+		opts.Parallel = 2
+	}
+	if opts.RecoveryConfFilename == "" {
+		opts.RecoveryConfFilename = "postgresql.auto.conf"
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	dest := filepath.Clean(opts.Dest)
+	r := &restorer{opts: opts, log: logger, backup: b, dest: dest, intercepted: map[string][]byte{}}
+	res := &Result{BackupID: b.ID, Dest: dest, PITR: opts.Target.IsPITR()}
+
+	sources, err := r.sources()
+	if err != nil {
+		return nil, err
+	}
+	roots := []string{dest}
+	for _, s := range sources {
+		if s.oid != 0 {
+			roots = append(roots, s.dest)
+		}
+	}
+
+	if opts.StagingWALDir != "" {
+		if !filepath.IsAbs(opts.StagingWALDir) {
+			return nil, fmt.Errorf("%w: staging WAL directory %q must be absolute", ErrInvalidOptions, opts.StagingWALDir)
+		}
+		if rel, err := filepath.Rel(dest, opts.StagingWALDir); err != nil || !filepath.IsLocal(rel) {
+			roots = append(roots, filepath.Clean(opts.StagingWALDir))
+		}
+	}
+
+	// WAL plan first: a missing WAL should fail before anything is copied.
+	entries := opts.XLogEntries
+	if entries == nil && !opts.GetWAL {
+		if entries, err = ReadXLogDB(ctx, opts.Layout); err != nil {
+			return nil, err
+		}
+	}
+	var required []WALEntry
+	tli, err := TargetTimeline(ctx, opts.Layout, b, opts.Target, entries)
+	if err != nil {
+		return nil, err
+	}
+	res.TargetTLI = tli
+	if !opts.GetWAL {
+		if required, err = RequiredWAL(ctx, opts.Layout, b, opts.Target, entries); err != nil {
+			return nil, err
+		}
+	}
+
+	if opts.RemoteSSHCommand != "" {
+		if err := r.checkRemoteEmpty(ctx, roots); err != nil {
+			return nil, err
+		}
+		ss, err := newSSHSink(ctx, opts.RemoteSSHCommand, roots)
+		if err != nil {
+			return nil, err
+		}
+		r.sink = ss
+		defer func() {
+			if err != nil {
+				ss.abort()
+			}
+		}()
+	} else {
+		if err = r.prepareLocal(roots); err != nil {
+			return nil, err
+		}
+	}
+	if opts.DeltaRestore {
+		r.manifest = r.loadManifest(sources)
+	}
+
+	r.progress("restoring backup %s into %s", b.ID, dest)
+	if err = r.copySources(ctx, sources); err != nil {
+		return nil, err
+	}
+	if err = r.tablespaceLinks(sources); err != nil {
+		return nil, err
+	}
+
+	// WAL.
+	walDir := filepath.Join(dest, "pg_wal")
+	pitr := opts.Target.IsPITR()
+	staging := ""
+	if !opts.GetWAL && pitr {
+		staging = opts.StagingWALDir
+		if staging == "" {
+			staging = filepath.Join(dest, DefaultStagingDirName)
+		}
+		walDir = staging
+	}
+	if err = r.sink.dir(filepath.Join(dest, "pg_wal", "archive_status")); err != nil {
+		return nil, err
+	}
+	if !opts.GetWAL {
+		r.progress("copying %d WAL files to %s", len(required), walDir)
+		if err = r.copyWAL(ctx, required, walDir, !pitr && !opts.StandbyMode); err != nil {
+			return nil, err
+		}
+		res.WALFiles, res.WALDir = len(required), walDir
+	}
+
+	// Configuration and recovery settings.
+	settings := recoverySettings{target: opts.Target}
+	writeSettings := pitr || opts.GetWAL || opts.StandbyMode
+	switch {
+	case opts.GetWAL:
+		settings.restoreCommand = opts.RestoreCommand
+	case staging != "":
+		settings.restoreCommand = "cp " + shellQuote(staging) + "/%f %p"
+		if !opts.StandbyMode {
+			settings.recoveryEndCommand = "rm -fr " + shellQuote(staging)
+		}
+	}
+	switch opts.Target.TLI {
+	case "":
+		// WAL copied up front covers the backup's timeline only, so
+		// PostgreSQL must not chase newer history files (its default is
+		// latest); with get-wal its default is right.
+		if !opts.GetWAL && pitr {
+			settings.timeline = "current"
+		}
+	case "current", "latest":
+		settings.timeline = opts.Target.TLI
+	default:
+		settings.timeline = strconv.FormatUint(uint64(tli), 10)
+	}
+	if err = r.writeConfig(writeSettings, settings, res); err != nil {
+		return nil, err
+	}
+	if writeSettings {
+		signal := "recovery.signal"
+		if opts.StandbyMode {
+			signal = "standby.signal"
+		}
+		res.SignalFile = filepath.Join(dest, signal)
+		if _, err = r.sink.file(res.SignalFile, 0, strings.NewReader(""), fileSum{}); err != nil {
+			return nil, err
+		}
+	}
+	info := fmt.Sprintf("backup_id=%s\nserver=%s\nrecovered_at=%s\n", b.ID, b.ServerName, time.Now().UTC().Format(time.RFC3339))
+	if _, err = r.sink.file(filepath.Join(dest, RecoverInfoFile), int64(len(info)), strings.NewReader(info), fileSum{}); err != nil {
+		return nil, err
+	}
+	if ls, ok := r.sink.(*localSink); ok && opts.DeltaRestore {
+		n, cerr := ls.cleanup(ctx, roots)
+		if cerr != nil {
+			err = cerr
+			return nil, err
+		}
+		res.Removed = n
+	}
+	r.progress("flushing restored files to disk")
+	if err = r.sink.finish(ctx); err != nil {
+		return nil, err
+	}
+	res.Files = int(r.files.Load())
+	res.Bytes = r.bytes.Load()
+	res.Unchanged = int(r.unchanged.Load())
+	res.Duration = time.Since(start)
+	for _, w := range res.Warnings {
+		logger.Warn(w, "backup", b.ID)
+	}
+	r.progress("restore of backup %s complete: %d files, %d bytes, %d WAL files in %s",
+		b.ID, res.Files, res.Bytes, res.WALFiles, res.Duration.Round(time.Millisecond))
+	return res, nil
+}
+
+// sources finds the backup's trees and where each is restored.
+func (r *restorer) sources() ([]source, error) {
+	b, l := r.backup, r.opts.Layout
+	dataDir := l.BackupDataDir(b.ID)
+	baseDir := l.BackupDirPath(b.ID)
+	var out []source
+	pg := source{dest: r.dest}
+	if fi, err := os.Stat(filepath.Join(dataDir, "PG_VERSION")); err == nil && fi.Mode().IsRegular() {
+		pg.plainDir = dataDir
+	} else if p := findTar(dataDir, baseDir, "base", "data"); p != "" {
+		pg.tarPath = p
+	} else {
+		return nil, fmt.Errorf("backup %s: no PGDATA copy found (neither %s nor a base.tar in %s)", b.ID, dataDir, baseDir)
+	}
+	out = append(out, pg)
+	for _, ts := range b.Tablespaces {
+		s := source{oid: ts.OID, name: ts.Name, dest: ts.Location}
+		if loc, ok := r.opts.Tablespaces[ts.Name]; ok {
+			s.dest = loc
+		}
+		if !filepath.IsAbs(s.dest) {
+			return nil, fmt.Errorf("%w: tablespace %s location %q must be absolute", ErrInvalidOptions, ts.Name, s.dest)
+		}
+		s.dest = filepath.Clean(s.dest)
+		oid := strconv.FormatUint(uint64(ts.OID), 10)
+		if pg.plainDir != "" {
+			dir := filepath.Join(baseDir, oid)
+			if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+				s.plainDir = dir
+			}
+		}
+		if s.plainDir == "" {
+			s.tarPath = findTar(dataDir, baseDir, oid)
+		}
+		if s.plainDir == "" && s.tarPath == "" {
+			return nil, fmt.Errorf("backup %s: tablespace %s (oid %d) not found in %s", b.ID, ts.Name, ts.OID, baseDir)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// findTar looks for <stem>.tar[.gz|.lz4|.zst|...] in the given directories.
+func findTar(dirs ...string) string {
+	var d []string
+	var stems []string
+	for _, x := range dirs {
+		if filepath.IsAbs(x) {
+			d = append(d, x)
+		} else {
+			stems = append(stems, x)
+		}
+	}
+	for _, dir := range d {
+		for _, stem := range stems {
+			for _, suf := range []string{"", ".gz", ".lz4", ".zst", ".zstd", ".bz2"} {
+				p := filepath.Join(dir, stem+".tar"+suf)
+				if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+					return p
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// prepareLocal checks the destinations and creates the local sink. New
+// files take the owner of the destination directory when cellar runs as
+// root, so a restore into a PGDATA prepared for postgres is usable as is.
+func (r *restorer) prepareLocal(roots []string) error {
+	uid, gid := -1, -1
+	for _, root := range roots {
+		entries, err := os.ReadDir(root)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			continue
+		case err != nil:
+			return fmt.Errorf("destination %s: %w", root, err)
+		}
+		if len(entries) > 0 && !r.opts.DeltaRestore {
+			return fmt.Errorf("%w: %s holds %d entries (e.g. %s); restore into an empty directory or use --delta-restore",
+				ErrDestinationNotEmpty, root, len(entries), entries[0].Name())
+		}
+		if r.opts.DeltaRestore && root == r.dest {
+			if _, err := os.Stat(filepath.Join(root, "postmaster.pid")); err == nil {
+				return fmt.Errorf("%w: %s/postmaster.pid exists: stop PostgreSQL before a delta restore", ErrInvalidOptions, root)
+			}
+		}
+		if root == r.dest && os.Geteuid() == 0 {
+			if fi, err := os.Stat(root); err == nil {
+				if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
+					uid, gid = int(st.Uid), int(st.Gid)
+				}
+			}
+		}
+	}
+	ls := newLocalSink(roots, uid, gid, r.opts.DeltaRestore)
+	for _, root := range roots {
+		if err := durable.MkdirAll(filepath.Dir(root), 0o700); err != nil {
+			return fmt.Errorf("destination %s: %w", root, err)
+		}
+		if err := ls.dir(root); err != nil {
+			return err
+		}
+		if err := os.Chmod(root, 0o700); err != nil {
+			return fmt.Errorf("destination %s: %w", root, err)
+		}
+	}
+	r.sink = ls
+	return nil
+}
+
+func (r *restorer) checkRemoteEmpty(ctx context.Context, roots []string) error {
+	for _, root := range roots {
+		out, err := runSSH(ctx, r.opts.RemoteSSHCommand, "ls -A "+shellQuote(root)+" 2>/dev/null | head -n 1; true")
+		if err != nil {
+			return err
+		}
+		if first := strings.TrimSpace(out); first != "" {
+			return fmt.Errorf("%w: remote %s is not empty (e.g. %s); restore into an empty directory", ErrDestinationNotEmpty, root, first)
+		}
+	}
+	return nil
+}
+
+// loadManifest reads the backup's manifest for delta comparisons; without
+// one, files are compared byte by byte.
+func (r *restorer) loadManifest(sources []source) manifest {
+	var cands []string
+	for _, s := range sources {
+		if s.oid != 0 {
+			continue
+		}
+		if s.plainDir != "" {
+			cands = append(cands, filepath.Join(s.plainDir, "backup_manifest"))
+		} else {
+			cands = append(cands, filepath.Join(filepath.Dir(s.tarPath), "backup_manifest"))
+		}
+	}
+	for _, c := range cands {
+		m, err := loadManifest(c)
+		if err == nil {
+			return m
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			r.log.Warn("backup manifest unreadable, comparing file contents instead", "error", err)
+		}
+	}
+	return nil
+}
+
+// target maps a path inside a source tree to its destination and manifest
+// key; skip means the entry is not restored.
+func (r *restorer) target(s source, rel string) (dest, key string, intercept, skip bool) {
+	rel = filepath.ToSlash(filepath.Clean(strings.TrimPrefix(rel, "./")))
+	if rel == "." || rel == "" {
+		return s.dest, "", false, false
+	}
+	if !filepath.IsLocal(rel) {
+		return "", "", false, true
+	}
+	if s.oid != 0 {
+		return filepath.Join(s.dest, rel), "pg_tblspc/" + strconv.FormatUint(uint64(s.oid), 10) + "/" + rel, false, false
+	}
+	top, restOf, nested := strings.Cut(rel, "/")
+	if !nested && excludedFiles[top] {
+		return "", "", false, true
+	}
+	if nested && excludedContents[top] && restOf != "" {
+		return "", "", false, true
+	}
+	if !nested && top == "backup_manifest" {
+		// Kept for reference under a name PostgreSQL tools won't pick up
+		// as the manifest of the new cluster.
+		return filepath.Join(s.dest, "backup_manifest."+r.backup.ID), rel, false, false
+	}
+	if !nested && (slices.Contains(configFiles, top) || top == r.opts.RecoveryConfFilename) {
+		return filepath.Join(s.dest, rel), rel, true, false
+	}
+	return filepath.Join(s.dest, rel), rel, false, false
+}
+
+func (r *restorer) writeFile(dest, key string, size int64, rd io.Reader) error {
+	wrote, err := r.sink.file(dest, size, rd, r.manifest[key])
+	if err != nil {
+		return err
+	}
+	if wrote {
+		r.files.Add(1)
+		if size > 0 {
+			r.bytes.Add(size)
+		}
+	} else {
+		r.unchanged.Add(1)
+	}
+	return nil
+}
+
+func (r *restorer) copySources(ctx context.Context, sources []source) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.opts.Parallel)
+	for _, s := range sources {
+		if s.tarPath != "" {
+			g.Go(func() error { return r.extractTar(gctx, s) })
+			continue
+		}
+		if err := r.walkPlain(gctx, g, s); err != nil {
+			_ = g.Wait()
+			return err
+		}
+	}
+	return g.Wait()
+}
+
+func (r *restorer) walkPlain(ctx context.Context, g *errgroup.Group, s source) error {
+	return filepath.WalkDir(s.plainDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("backup %s: %w", r.backup.ID, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(s.plainDir, p)
+		if err != nil {
+			return err
+		}
+		dest, key, intercept, skip := r.target(s, rel)
+		if skip {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		typ := d.Type()
+		switch {
+		case typ.IsDir():
+			return r.sink.dir(dest)
+		case typ&fs.ModeSymlink != 0:
+			// A directory symlinked in the source (pg_wal on another
+			// disk) is restored as a plain directory.
+			if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+				return r.sink.dir(dest)
+			}
+			link, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return r.sink.symlink(dest, link)
+		case typ.IsRegular():
+			if intercept {
+				data, err := os.ReadFile(p)
+				if err != nil {
+					return fmt.Errorf("backup %s: %w", r.backup.ID, err)
+				}
+				r.mu.Lock()
+				r.intercepted[rel] = data
+				r.mu.Unlock()
+				return nil
+			}
+			g.Go(func() error {
+				f, err := os.Open(p)
+				if err != nil {
+					return fmt.Errorf("backup %s: %w", r.backup.ID, err)
+				}
+				defer f.Close()
+				fi, err := f.Stat()
+				if err != nil {
+					return err
+				}
+				return r.writeFile(dest, key, fi.Size(), f)
+			})
+		}
+		return nil
+	})
+}
+
+func (r *restorer) extractTar(ctx context.Context, s source) error {
+	f, err := os.Open(s.tarPath)
+	if err != nil {
+		return fmt.Errorf("backup %s: %w", r.backup.ID, err)
+	}
+	defer f.Close()
+	dec, err := decoder(f, codecFromSuffix(s.tarPath))
+	if err != nil {
+		return fmt.Errorf("backup %s: %s: %w", r.backup.ID, s.tarPath, err)
+	}
+	defer dec.Close()
+	tr := tar.NewReader(dec)
+	if err := r.sink.dir(s.dest); err != nil {
+		return err
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("backup %s: read %s: %w", r.backup.ID, s.tarPath, err)
+		}
+		dest, key, intercept, skip := r.target(s, h.Name)
+		if skip {
+			continue
+		}
+		switch h.Typeflag {
+		case tar.TypeDir:
+			err = r.sink.dir(dest)
+		case tar.TypeSymlink:
+			err = r.sink.symlink(dest, h.Linkname)
+		case tar.TypeReg:
+			if intercept {
+				data, rerr := readAllLimit(tr, 64<<20)
+				if rerr != nil {
+					return fmt.Errorf("backup %s: %s in %s: %w", r.backup.ID, h.Name, s.tarPath, rerr)
+				}
+				r.mu.Lock()
+				r.intercepted[filepath.Clean(strings.TrimPrefix(h.Name, "./"))] = data
+				r.mu.Unlock()
+				continue
+			}
+			if err = r.sink.dir(filepath.Dir(dest)); err == nil {
+				err = r.writeFile(dest, key, h.Size, tr)
+			}
+		default:
+			r.log.Warn("skipping unsupported tar entry", "archive", s.tarPath, "name", h.Name, "type", string(h.Typeflag))
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// tablespaceLinks points pg_tblspc/<oid> at each tablespace's location.
+func (r *restorer) tablespaceLinks(sources []source) error {
+	if err := r.sink.dir(filepath.Join(r.dest, "pg_tblspc")); err != nil {
+		return err
+	}
+	for _, s := range sources {
+		if s.oid == 0 {
+			continue
+		}
+		link := filepath.Join(r.dest, "pg_tblspc", strconv.FormatUint(uint64(s.oid), 10))
+		if err := r.sink.symlink(link, s.dest); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyWAL decompresses the archived WAL into dir; with markDone it also
+// writes archive_status/<wal>.done so PostgreSQL does not archive them again.
+func (r *restorer) copyWAL(ctx context.Context, entries []WALEntry, dir string, markDone bool) error {
+	if err := r.sink.dir(dir); err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.opts.Parallel)
+	for _, e := range entries {
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err
+			}
+			n, err := wal.ParseName(e.Name)
+			if err != nil {
+				return err
+			}
+			src := r.opts.Layout.WALPath(n)
+			f, err := os.Open(src)
+			if err != nil {
+				return fmt.Errorf("server %s: WAL %s: %w", r.opts.Layout.Server, e.Name, err)
+			}
+			defer f.Close()
+			rc, err := sniffDecoder(f)
+			if err != nil {
+				return fmt.Errorf("WAL %s: %w", src, err)
+			}
+			defer rc.Close()
+			size := int64(-1)
+			if n.Kind == wal.KindSegment {
+				size = int64(parseSegSize(r.backup))
+			}
+			if _, err := r.sink.file(filepath.Join(dir, e.Name), size, rc, fileSum{}); err != nil {
+				return fmt.Errorf("WAL %s: %w", e.Name, err)
+			}
+			if markDone {
+				done := filepath.Join(r.dest, "pg_wal", "archive_status", e.Name+".done")
+				if _, err := r.sink.file(done, 0, strings.NewReader(""), fileSum{}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+func parseSegSize(b *catalog.BackupInfo) uint64 {
+	if b.XLogSegmentSize > 0 {
+		return uint64(b.XLogSegmentSize)
+	}
+	return catalog.DefaultXLogSegmentSize
+}
+
+// writeConfig writes the intercepted configuration files, edited, with
+// .origin copies of the originals, and the recovery settings.
+func (r *restorer) writeConfig(withSettings bool, settings recoverySettings, res *Result) error {
+	rcName := r.opts.RecoveryConfFilename
+	rcPath := rcName
+	if !filepath.IsAbs(rcPath) {
+		rcPath = filepath.Join(r.dest, rcName)
+	}
+	names := make([]string, 0, len(r.intercepted)+2)
+	for n := range r.intercepted {
+		names = append(names, n)
+	}
+	for _, n := range []string{"postgresql.auto.conf", rcName} {
+		if !filepath.IsAbs(n) && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	write := func(path string, data []byte) error {
+		_, err := r.sink.file(path, int64(len(data)), strings.NewReader(string(data)), fileSum{})
+		if err == nil {
+			r.files.Add(1)
+			r.bytes.Add(int64(len(data)))
+		}
+		return err
+	}
+	for _, n := range names {
+		orig, existed := r.intercepted[n]
+		data, changed, warnings := mangleConfig(n, orig, withSettings)
+		res.Warnings = append(res.Warnings, warnings...)
+		if n == "postgresql.auto.conf" {
+			data = append(data, archiveOff...)
+			changed = true
+		}
+		if withSettings && n == rcName {
+			data = append(data, settings.render(r.backup.ID, time.Now())...)
+			changed = true
+			res.RecoveryConf = filepath.Join(r.dest, n)
+		}
+		if changed && existed {
+			if err := write(filepath.Join(r.dest, n+".origin"), orig); err != nil {
+				return err
+			}
+		}
+		if err := write(filepath.Join(r.dest, n), data); err != nil {
+			return err
+		}
+	}
+	if withSettings && filepath.IsAbs(rcName) {
+		res.RecoveryConf = rcPath
+		if err := write(rcPath, settings.render(r.backup.ID, time.Now())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
