@@ -1,3 +1,5 @@
+//go:build e2e
+
 package recovery
 
 import (
@@ -16,9 +18,6 @@ import (
 // TestRecoverE2E runs randomized point-in-time recovery trials against a
 // cluster under pgbench bursts (make e2e; CELLAR_E2E=1).
 func TestRecoverE2E(t *testing.T) {
-	if os.Getenv("CELLAR_E2E") != "1" {
-		t.Skip("randomized PITR trials run with CELLAR_E2E=1 (make e2e)")
-	}
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("CELLAR_E2E_SEED"); s != "" {
 		seed, _ = strconv.ParseUint(s, 10, 64)

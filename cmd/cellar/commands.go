@@ -7,6 +7,13 @@ import "github.com/spf13/cobra"
 func extraCommands(g *globalOptions) []*cobra.Command {
 	return []*cobra.Command{
 		newCheckCommand(g),
+		newBackupCommand(g),
+		newArchiveWALCommand(g),
+		newCheckBackupCommand(g),
+		newGetWALCommand(g),
+		newPutWALCommand(g),
+		newWALArchiveCommand(g),
+		newWALRestoreCommand(g),
 		newExporterCommand(g),
 		newSwitchWALCommand(g),
 		newReplicationStatusCommand(g),

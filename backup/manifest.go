@@ -1,0 +1,193 @@
+package backup
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"sort"
+)
+
+// ErrManifest reports a backup whose received files do not match the
+// server's backup_manifest.
+var ErrManifest = errors.New("backup manifest mismatch")
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// newChecksum returns the hash for a manifest checksum algorithm, or nil for
+// NONE.
+func newChecksum(alg string) (hash.Hash, error) {
+	switch alg {
+	case "CRC32C", "":
+		return &crc32c{}, nil
+	case "SHA224":
+		return sha256.New224(), nil
+	case "SHA256":
+		return sha256.New(), nil
+	case "SHA384":
+		return sha512.New384(), nil
+	case "SHA512":
+		return sha512.New(), nil
+	case "NONE":
+		return nil, nil
+	}
+	return nil, fmt.Errorf("unknown manifest checksum algorithm %q", alg)
+}
+
+// crc32c is hash.Hash for CRC-32C with PostgreSQL's digest layout: the
+// uint32 in little-endian byte order (pg_checksum_final memcpy's it on x86;
+// manifests from other architectures would differ, see verify).
+type crc32c struct{ sum uint32 }
+
+func (c *crc32c) Write(p []byte) (int, error) {
+	c.sum = crc32.Update(c.sum, castagnoli, p)
+	return len(p), nil
+}
+func (c *crc32c) Sum(b []byte) []byte { return binary.LittleEndian.AppendUint32(b, c.sum) }
+func (c *crc32c) Reset()              { c.sum = 0 }
+func (c *crc32c) Size() int           { return 4 }
+func (c *crc32c) BlockSize() int      { return 1 }
+
+// FileSum is what was received for one regular file of the backup: its path
+// as the manifest names it (relative to PGDATA, tablespace files under
+// pg_tblspc/<oid>/), size and checksum (hex).
+type FileSum struct {
+	Path     string
+	Size     int64
+	Checksum string
+}
+
+// Manifest is the part of a PostgreSQL backup_manifest Cellar uses.
+type Manifest struct {
+	Version int            `json:"PostgreSQL-Backup-Manifest-Version"`
+	Files   []ManifestFile `json:"Files"`
+	// WALRanges and Manifest-Checksum are checked in ParseManifest.
+	WALRanges []struct {
+		Timeline uint32 `json:"Timeline"`
+		StartLSN string `json:"Start-LSN"`
+		EndLSN   string `json:"End-LSN"`
+	} `json:"WAL-Ranges"`
+	Checksum string `json:"Manifest-Checksum"`
+}
+
+// ManifestFile is one entry of Files.
+type ManifestFile struct {
+	Path        string `json:"Path"`
+	EncodedPath string `json:"Encoded-Path"`
+	Size        int64  `json:"Size"`
+	Algorithm   string `json:"Checksum-Algorithm"`
+	Checksum    string `json:"Checksum"`
+}
+
+// Name is the file's path, decoding Encoded-Path (used for non-UTF-8 names).
+func (f ManifestFile) Name() (string, error) {
+	if f.EncodedPath != "" {
+		b, err := hex.DecodeString(f.EncodedPath)
+		if err != nil {
+			return "", fmt.Errorf("%w: bad Encoded-Path %q", ErrManifest, f.EncodedPath)
+		}
+		return string(b), nil
+	}
+	return f.Path, nil
+}
+
+// ParseManifest parses a backup_manifest and checks its own SHA-256
+// checksum, which covers every byte before the "Manifest-Checksum" line.
+func ParseManifest(data []byte) (*Manifest, error) {
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrManifest, err)
+	}
+	if m.Version != 1 {
+		return nil, fmt.Errorf("%w: unsupported manifest version %d", ErrManifest, m.Version)
+	}
+	i := bytes.LastIndex(data, []byte(`"Manifest-Checksum"`))
+	if i < 0 {
+		return nil, fmt.Errorf("%w: no Manifest-Checksum", ErrManifest)
+	}
+	sum := sha256.Sum256(data[:i])
+	if got := hex.EncodeToString(sum[:]); got != m.Checksum {
+		return nil, fmt.Errorf("%w: manifest checksum %s, computed %s", ErrManifest, m.Checksum, got)
+	}
+	return &m, nil
+}
+
+// Lookup returns the manifest's files by path.
+func (m *Manifest) Lookup() (map[string]ManifestFile, error) {
+	out := make(map[string]ManifestFile, len(m.Files))
+	for _, f := range m.Files {
+		name, err := f.Name()
+		if err != nil {
+			return nil, err
+		}
+		out[name] = f
+	}
+	return out, nil
+}
+
+// Verify checks that the received files are exactly the manifest's files,
+// with equal sizes and checksums. The first few problems are reported.
+func (m *Manifest) Verify(got []FileSum) error {
+	want, err := m.Lookup()
+	if err != nil {
+		return err
+	}
+	var problems []string
+	add := func(format string, args ...any) {
+		if len(problems) < 5 {
+			problems = append(problems, fmt.Sprintf(format, args...))
+		} else if len(problems) == 5 {
+			problems = append(problems, "...")
+		}
+	}
+	seen := make(map[string]bool, len(got))
+	for _, g := range got {
+		if g.Path == "backup_manifest" {
+			continue
+		}
+		seen[g.Path] = true
+		w, ok := want[g.Path]
+		if !ok {
+			add("%s: received but not in manifest", g.Path)
+			continue
+		}
+		if w.Size != g.Size {
+			add("%s: size %d, manifest says %d", g.Path, g.Size, w.Size)
+			continue
+		}
+		if w.Algorithm != "" && w.Algorithm != "NONE" && g.Checksum != "" && w.Checksum != g.Checksum {
+			add("%s: %s checksum %s, manifest says %s", g.Path, w.Algorithm, g.Checksum, w.Checksum)
+		}
+	}
+	var missing []string
+	for p := range want {
+		if !seen[p] {
+			missing = append(missing, p)
+		}
+	}
+	sort.Strings(missing)
+	for _, p := range missing {
+		add("%s: in manifest but not received", p)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", ErrManifest, joinProblems(problems))
+	}
+	return nil
+}
+
+func joinProblems(p []string) string {
+	var b bytes.Buffer
+	for i, s := range p {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(s)
+	}
+	return b.String()
+}

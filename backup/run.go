@@ -1,0 +1,490 @@
+// Package backup takes native base backups over PostgreSQL's replication
+// protocol (BASE_BACKUP, PG15 single-stream framing) and stores them in
+// Barman's layout, driving backup.info through EMPTY → STARTED →
+// WAITING_FOR_WALS → DONE/FAILED.
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cellar-backup/cellar/catalog"
+	"github.com/cellar-backup/cellar/internal/durable"
+	"github.com/cellar-backup/cellar/internal/lock"
+	"github.com/cellar-backup/cellar/postgres"
+	"github.com/cellar-backup/cellar/wal"
+)
+
+// ErrBackupRunning is returned when the server's backup lock is held.
+var ErrBackupRunning = errors.New("Another backup process is running")
+
+// Reuse modes for Options.ReuseBackup.
+const (
+	ReuseOff  = "off"
+	ReuseLink = "link"
+)
+
+// ApplicationName is what the replication connection reports, as Barman's
+// postgres method does.
+const ApplicationName = "barman_streaming_backup"
+
+// Options configures one backup run. It is filled by the server layer from
+// the configuration; backup never reads config itself.
+type Options struct {
+	Server       string
+	Layout       catalog.Layout
+	Conninfo     string // normal connection (status, restore point, WAL switch)
+	ReplConninfo string // replication connection (BASE_BACKUP)
+
+	Compression         string // none|gzip|lz4|zstd ("" = none: plain layout)
+	ImmediateCheckpoint bool
+	ReuseBackup         string // off|link ("" = off); link needs the plain layout
+	MaxRateKBps         int64  // 0 = unlimited
+	Name                string // optional backup_name
+
+	Logger      *slog.Logger // nil = discard
+	Progress    io.Writer    // nil = no progress output
+	ProgressTTY bool         // Progress is a terminal: one updating \r line
+	Now         func() time.Time
+}
+
+func (o *Options) normalize() error {
+	if o.Server == "" {
+		return errors.New("backup: no server name")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Compression == "" {
+		o.Compression = CompressionNone
+	}
+	if _, err := compressionSuffix(o.Compression); err != nil {
+		return fmt.Errorf("server %s: %w", o.Server, err)
+	}
+	switch o.ReuseBackup {
+	case "":
+		o.ReuseBackup = ReuseOff
+	case ReuseOff, ReuseLink:
+	case "copy":
+		return fmt.Errorf("server %s: reuse_backup=copy is not supported by the postgres backup method (use off or link)", o.Server)
+	default:
+		return fmt.Errorf("server %s: unknown reuse_backup %q (want off or link)", o.Server, o.ReuseBackup)
+	}
+	if o.ReuseBackup == ReuseLink && o.Compression != CompressionNone {
+		return fmt.Errorf("server %s: reuse_backup=link needs backup_compression none (hard links of tar files save nothing)", o.Server)
+	}
+	if o.Name != "" {
+		if err := catalog.ValidateBackupName(o.Name); err != nil {
+			return fmt.Errorf("server %s: %w", o.Server, err)
+		}
+	}
+	if o.MaxRateKBps != 0 && (o.MaxRateKBps < 32 || o.MaxRateKBps > 1048576) {
+		return fmt.Errorf("server %s: bandwidth limit %d kB/s out of range 32..1048576", o.Server, o.MaxRateKBps)
+	}
+	return nil
+}
+
+// Error is a failed backup: the action that failed (Barman's wording) and
+// the cause. The backup.info error field holds Error().
+type Error struct {
+	Server   string
+	BackupID string
+	Action   string
+	Err      error
+}
+
+func (e *Error) Error() string { return failureText(e.Action, e.Err) }
+func (e *Error) Unwrap() error { return e.Err }
+
+// failureText is backup.info's error field: `failure <action> (<first line>)`.
+func failureText(action string, err error) string {
+	msg := err.Error()
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i]
+	}
+	return fmt.Sprintf("failure %s (%s)", action, msg)
+}
+
+// run is one backup in progress.
+type run struct {
+	o    *Options
+	cat  *catalog.Catalog
+	info *catalog.BackupInfo
+	log  *slog.Logger
+}
+
+// Run takes a backup. It returns the backup's final backup.info
+// (WAITING_FOR_WALS on success; FAILED with the error saved when the copy
+// failed after backup.info was created).
+func Run(ctx context.Context, opts Options) (*catalog.BackupInfo, error) {
+	o := opts
+	if err := o.normalize(); err != nil {
+		return nil, err
+	}
+	l := o.Layout
+	if err := l.MakeDirs(); err != nil {
+		return nil, err
+	}
+	lk, err := lock.TryLock(l.LockPath("backup"))
+	if err != nil {
+		if errors.Is(err, lock.ErrBusy) {
+			return nil, fmt.Errorf("server %s: %w: %w", o.Server, ErrBackupRunning, err)
+		}
+		return nil, fmt.Errorf("server %s: backup lock: %w", o.Server, err)
+	}
+	defer lk.Release()
+
+	cat := catalog.Open(l)
+	// We hold the backup lock, so any EMPTY/STARTED backup is a leftover of
+	// a process that died.
+	if _, err := markStale(cat, o.Logger); err != nil {
+		return nil, err
+	}
+
+	conn, err := postgres.Connect(ctx, o.Conninfo)
+	if err != nil {
+		return nil, fmt.Errorf("server %s: %w", o.Server, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	st, err := conn.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("server %s: %w", o.Server, err)
+	}
+	if st.IsInRecovery {
+		return nil, fmt.Errorf("server %s: backups from a standby are not supported", o.Server)
+	}
+	if err := ensureIdentity(l, st); err != nil {
+		return nil, err
+	}
+
+	id, err := newBackupID(cat, o.Now())
+	if err != nil {
+		return nil, fmt.Errorf("server %s: %w", o.Server, err)
+	}
+	r := &run{o: &o, cat: cat, log: o.Logger.With("server", o.Server, "backup_id", id)}
+	r.info = catalog.NewBackupInfo(id)
+	r.info.ServerName = o.Server
+	r.info.BackupName = o.Name
+	r.info.Mode = "postgres"
+	r.info.SystemID = st.SystemID
+	fillStatus(r.info, st)
+	if err := cat.Save(r.info); err != nil {
+		return nil, err
+	}
+	r.log.Info(fmt.Sprintf("Starting backup using postgres method for server %s in %s", o.Server, l.BackupDirPath(id)))
+
+	if err := r.take(ctx, conn); err != nil {
+		return r.info, r.fail(err)
+	}
+	return r.info, nil
+}
+
+// fail marks the backup FAILED. It saves even when ctx was cancelled: the
+// catalog must not keep a STARTED backup of a live process.
+func (r *run) fail(err error) error {
+	var be *Error
+	if !errors.As(err, &be) {
+		be = &Error{Action: "copying files", Err: err}
+	}
+	be.Server, be.BackupID = r.o.Server, r.info.ID
+	r.info.Status = catalog.StatusFailed
+	r.info.Error = be.Error()
+	if r.info.EndTime.IsZero() {
+		r.info.EndTime = r.o.Now()
+	}
+	if serr := r.cat.Save(r.info); serr != nil {
+		return errors.Join(be, serr)
+	}
+	r.log.Error(fmt.Sprintf("Backup failed %s.", be.Action), "details", be.Err.Error())
+	return fmt.Errorf("server %s: backup %s: %w", r.o.Server, r.info.ID, be)
+}
+
+func step(action string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &Error{Action: action, Err: err}
+}
+
+func (r *run) take(ctx context.Context, conn *postgres.Conn) error {
+	o, info, l := r.o, r.info, r.o.Layout
+	started := o.Now()
+
+	var prevDir string
+	if o.ReuseBackup == ReuseLink {
+		prevDir = r.previousPlain()
+	}
+	dir := l.BackupDirPath(info.ID)
+	if err := durable.MkdirAll(dir, 0o700); err != nil {
+		return step("initialising postgres backup_method", err)
+	}
+
+	repl, err := postgres.ConnectReplication(ctx, o.ReplConninfo, postgres.ApplicationName(ApplicationName))
+	if err != nil {
+		return step("initialising postgres backup_method", err)
+	}
+	defer repl.Close(context.WithoutCancel(ctx))
+
+	cmd := Command{
+		Label:         "Barman backup " + o.Server + " " + info.ID,
+		Fast:          o.ImmediateCheckpoint,
+		MaxRateKBps:   o.MaxRateKBps,
+		TablespaceMap: o.Compression != CompressionNone,
+	}
+	sql, err := cmd.SQL()
+	if err != nil {
+		return step("issuing start backup command", err)
+	}
+	s, err := startStream(ctx, repl.PgConn(), sql)
+	if err != nil {
+		return step("issuing start backup command", err)
+	}
+	segSize := uint64(info.XLogSegmentSize)
+	info.Status = catalog.StatusStarted
+	info.BeginXLog = s.Start.LSN.String()
+	info.BeginWAL = wal.NameForLSN(s.Start.Timeline, s.Start.LSN, segSize).String()
+	info.BeginOffset = catalog.Int64(int64(s.Start.LSN.SegmentOffset(segSize)))
+	info.Timeline = int64(s.Start.Timeline)
+	info.BeginTime = started
+	if err := r.cat.Save(info); err != nil {
+		return step("issuing start backup command", err)
+	}
+	r.log.Info(fmt.Sprintf("Backup start at LSN: %s (%s, %08X)", info.BeginXLog, info.BeginWAL, *info.BeginOffset))
+
+	var total int64
+	for _, ts := range s.Tablespaces {
+		if ts.Size > 0 {
+			total += ts.Size
+		}
+	}
+	prog := newProgress(o.Progress, o.ProgressTTY, total, o.Now)
+	s.onProgress = prog.update
+
+	cp, err := newCopier(dir, o.Compression, "CRC32C", prevDir)
+	if err != nil {
+		return step("copying files", err)
+	}
+	copyStart := time.Now()
+	if err := cp.run(s); err != nil {
+		return step("copying files", err)
+	}
+	if err := s.finish(); err != nil {
+		return step("copying files", err)
+	}
+	prog.finish(cp.copied)
+	copyTime := time.Since(copyStart)
+	if cp.manifest == nil {
+		return step("copying files", fmt.Errorf("%w: no backup_manifest received", ErrManifest))
+	}
+	m, err := ParseManifest(cp.manifest)
+	if err != nil {
+		return step("copying files", err)
+	}
+	if err := m.Verify(cp.sums); err != nil {
+		return step("copying files", err)
+	}
+	if err := durable.WriteFile(filepath.Join(dir, "data", "backup_manifest"), cp.manifest, 0o600); err != nil {
+		return step("copying files", err)
+	}
+	if err := cp.syncDirs(); err != nil {
+		return step("copying files", err)
+	}
+	if cp.linked > 0 {
+		r.log.Info("reused unchanged files from the previous backup", "linked_bytes", cp.linked, "copied_bytes", cp.copied)
+	}
+
+	if len(cp.label) == 0 {
+		return step("reading the backup label", errors.New("backup_label not found in base.tar"))
+	}
+	info.BackupLabel = string(cp.label)
+	if o.Compression != CompressionNone {
+		info.Compression = o.Compression
+	}
+
+	r.log.Info("Finalising the backup.")
+	info.EndXLog = s.End.LSN.String()
+	info.EndWAL = wal.NameForPrevLSN(s.End.Timeline, s.End.LSN, segSize).String()
+	info.EndOffset = catalog.Int64(int64(s.End.LSN.SegmentOffset(segSize)))
+	if _, err := conn.CreateRestorePoint(ctx, "barman_"+info.ID); err != nil {
+		return step("stopping postgres backup_method", err)
+	}
+	// The restore point's record and the backup's end are in the current
+	// segment: close it so the archiver ships it now.
+	if _, _, err := conn.SwitchWAL(ctx); err != nil {
+		return step("stopping postgres backup_method", err)
+	}
+	if cs, err := clusterSize(ctx, conn); err == nil {
+		info.ClusterSize = catalog.Int64(cs)
+	} else {
+		r.log.Warn("cannot read cluster size", "err", err)
+	}
+
+	size, dedup, err := DiskUsage(dir)
+	if err != nil {
+		return step("calculating backup size", err)
+	}
+	info.Size, info.DeduplicatedSize = catalog.Int64(size), catalog.Int64(dedup)
+	info.EndTime = o.Now()
+	info.CopyStats = map[string]float64{
+		"copy_time":  copyTime.Seconds(),
+		"total_time": info.EndTime.Sub(started).Seconds(),
+	}
+	info.Status = catalog.StatusWaitingForWALs
+	if err := r.cat.Save(info); err != nil {
+		return step("calculating backup size", err)
+	}
+	r.log.Info(fmt.Sprintf("Backup end at LSN: %s (%s, %08X)", info.EndXLog, info.EndWAL, *info.EndOffset))
+	r.log.Info(fmt.Sprintf("Backup completed (start time: %s, elapsed time: %s)",
+		catalog.FormatPyTime(info.BeginTime), info.EndTime.Sub(started).Round(time.Second)))
+	return nil
+}
+
+// previousPlain returns the newest available plain backup's directory, the
+// source of hard links for reuse_backup=link ("" when there is none).
+func (r *run) previousPlain() string {
+	backups, err := r.cat.Available()
+	if err != nil {
+		r.log.Warn("reuse_backup=link: cannot list backups", "err", err)
+		return ""
+	}
+	for i := len(backups) - 1; i >= 0; i-- {
+		b := backups[i]
+		if b.ID == r.info.ID || b.Mode != "postgres" || (b.Compression != "" && b.Compression != CompressionNone) {
+			continue
+		}
+		dir := r.o.Layout.BackupDirPath(b.ID)
+		if fi, err := os.Stat(filepath.Join(dir, "data")); err == nil && fi.IsDir() {
+			return dir
+		}
+	}
+	return ""
+}
+
+func fillStatus(info *catalog.BackupInfo, st *postgres.Status) {
+	info.PGData = st.DataDirectory
+	info.Version = int64(st.ServerVersion)
+	if st.WALSegmentSize != 0 {
+		info.XLogSegmentSize = int64(st.WALSegmentSize)
+	}
+	info.ConfigFile, info.HBAFile, info.IdentFile = st.ConfigFile, st.HBAFile, st.IdentFile
+	info.DataChecksums = "off"
+	if st.DataChecksums {
+		info.DataChecksums = "on"
+	}
+	info.SummarizeWAL = ""
+	for _, ts := range st.Tablespaces {
+		info.Tablespaces = append(info.Tablespaces, catalog.Tablespace{Name: ts.Name, OID: ts.OID, Location: ts.Location})
+	}
+}
+
+func ensureIdentity(l catalog.Layout, st *postgres.Status) error {
+	if _, err := os.Stat(l.IdentityPath()); err == nil {
+		return nil
+	}
+	return catalog.WriteIdentity(l, catalog.Identity{SystemID: st.SystemID, Version: st.MajorVersion()})
+}
+
+// newBackupID returns the id for a backup starting at t. Ids have one
+// second resolution; a backup started within the same second as an
+// existing one takes the next free second rather than colliding.
+func newBackupID(cat *catalog.Catalog, t time.Time) (string, error) {
+	l := cat.Layout()
+	for i := range 120 {
+		id := catalog.NewBackupID(t.Add(time.Duration(i) * time.Second))
+		_, e1 := os.Stat(l.MetaBackupInfoPath(id))
+		_, e2 := os.Stat(l.BackupDirPath(id))
+		if errors.Is(e1, fs.ErrNotExist) && errors.Is(e2, fs.ErrNotExist) {
+			return id, nil
+		}
+	}
+	return "", errors.New("no free backup id")
+}
+
+func clusterSize(ctx context.Context, conn *postgres.Conn) (int64, error) {
+	var n int64
+	err := conn.PgxConn().QueryRow(ctx, "SELECT coalesce(sum(pg_tablespace_size(oid)), 0)::int8 FROM pg_tablespace").Scan(&n)
+	return n, err
+}
+
+// DiskUsage returns the bytes of regular files under dir (Barman's size)
+// and of those with a single link (deduplicated_size: what deleting the
+// backup would free).
+func DiskUsage(dir string) (size, dedup int64, err error) {
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		size += fi.Size()
+		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Nlink <= 1 {
+			dedup += fi.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("size of %s: %w", dir, err)
+	}
+	return size, dedup, nil
+}
+
+// MarkStaleFailed marks every EMPTY or STARTED backup FAILED when no backup
+// process holds the server's backup lock: such a backup belongs to a process
+// that died (kill -9, power loss). It returns the ids it marked. Run calls it
+// first, under the lock.
+func MarkStaleFailed(l catalog.Layout, logger *slog.Logger) ([]string, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	lk, err := lock.TryLock(l.LockPath("backup"))
+	if errors.Is(err, lock.ErrBusy) {
+		return nil, nil // a backup is running: its STARTED backup is alive
+	}
+	if err != nil {
+		return nil, fmt.Errorf("server %s: backup lock: %w", l.Server, err)
+	}
+	defer lk.Release()
+	return markStale(catalog.Open(l), logger)
+}
+
+func markStale(cat *catalog.Catalog, logger *slog.Logger) ([]string, error) {
+	backups, err := cat.Backups()
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, b := range backups {
+		if b.Status != catalog.StatusEmpty && b.Status != catalog.StatusStarted {
+			continue
+		}
+		action := "copying files"
+		if b.Status == catalog.StatusEmpty {
+			action = "starting backup"
+		}
+		b.Status = catalog.StatusFailed
+		b.Error = failureText(action, errors.New("interrupted: backup process died"))
+		if err := cat.Save(b); err != nil {
+			return ids, err
+		}
+		logger.Warn("marked interrupted backup as FAILED", "server", cat.Layout().Server, "backup_id", b.ID)
+		ids = append(ids, b.ID)
+	}
+	return ids, nil
+}
