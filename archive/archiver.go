@@ -250,6 +250,8 @@ func (a *Archiver) runBatch(ctx context.Context, rep *Report, archiver, dir stri
 		case outUnknown:
 			rep.Unknown = append(rep.Unknown, res.errName)
 			log.Warn("invalid WAL file moved to errors", "wal", name, "file", res.errName, "err", res.reason)
+		case outVanished:
+			log.Debug("file vanished before it could be archived", "wal", name)
 		case outDeferred:
 			rep.Deferred = append(rep.Deferred, name)
 			log.Warn("invalid WAL file left in place: it may still be being written", "wal", name, "err", res.reason)
@@ -278,6 +280,7 @@ const (
 	outDuplicate
 	outUnknown
 	outDeferred
+	outVanished
 )
 
 type fileResult struct {
@@ -313,7 +316,7 @@ func (a *Archiver) archiveFile(ctx context.Context, dir, name string) (fileResul
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			// Vanished (another tool removed it): nothing to do.
-			return fileResult{outcome: outDeferred, reason: err}, nil
+			return fileResult{outcome: outVanished, reason: err}, nil
 		}
 		return fileResult{}, err
 	}
@@ -582,7 +585,33 @@ func (a *Archiver) store(ctx context.Context, n wal.Name, src, dst string, fi fs
 	cw := &countWriter{w: pf}
 	v := a.newValidator(n)
 	comp := o.Compression
-	if srcComp == CompressionNone {
+	if srcComp == CompressionNone && comp == CompressionNone {
+		// Plain to plain: check the header, then let the kernel copy
+		// (copy_file_range, a reflink on file systems that have them).
+		// The size check counts what was actually copied, so a file still
+		// growing is caught like a short one.
+		hn, err := io.ReadFull(f, v.head[:])
+		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+			return fileResult{}, err
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return fileResult{}, err
+		}
+		if v.needsHeader() && hn == len(v.head) {
+			v.checked = true
+			if err := v.checkHeader(); err != nil {
+				return fileResult{}, err
+			}
+		}
+		n, err := io.Copy(pf.File, io.LimitReader(f, v.limit+1))
+		if err != nil {
+			return fileResult{}, err
+		}
+		if n > v.limit {
+			return fileResult{}, invalidf("%s: %w: more than %d bytes", v.n, errTooLarge, v.limit)
+		}
+		v.count, cw.n = n, n
+	} else if srcComp == CompressionNone {
 		// Plain source: validate the plain bytes on their way into the
 		// encoder.
 		ew, err := a.enc.Writer(cw, comp)

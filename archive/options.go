@@ -74,6 +74,14 @@ func (o *Options) check() error {
 	if o.Server == "" {
 		return errors.New("archive: server name is empty")
 	}
+	l := o.Layout
+	for what, dir := range map[string]string{"wals": l.WalsDir, "incoming": l.IncomingDir, "streaming": l.StreamingDir, "errors": l.ErrorsDir, "lock": l.LockDir} {
+		if dir == "" {
+			// A zero Layout would make every path relative to the
+			// working directory.
+			return fmt.Errorf("server %s: archive: %s directory is not set", o.Server, what)
+		}
+	}
 	if err := ValidateCompression(o.Compression); err != nil {
 		return fmt.Errorf("server %s: %w", o.Server, err)
 	}

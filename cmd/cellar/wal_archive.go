@@ -15,6 +15,10 @@ import (
 	"github.com/cellar-backup/cellar/wal"
 )
 
+// errReaderGone is how the tar writer learns that its reader (ssh or
+// put-wal) stopped; the reader's own error is then the one to report.
+var errReaderGone = errors.New("receiver stopped reading")
+
 type walArchiveOptions struct {
 	remote                 remoteFlags
 	test, md5              bool
@@ -108,8 +112,8 @@ func runWALArchive(ctx context.Context, g *globalOptions, o walArchiveOptions, s
 			werr <- err
 		}()
 		code, err := sshRun(ctx, o.remote.remote(g), pr, g.out, "put-wal", srv)
-		pr.CloseWithError(errors.New("ssh exited"))
-		if wErr := <-werr; wErr != nil && !errors.Is(wErr, io.ErrClosedPipe) && err != nil {
+		pr.CloseWithError(errReaderGone)
+		if wErr := <-werr; wErr != nil && !errors.Is(wErr, errReaderGone) && err != nil {
 			return withCode(exitFailure, fmt.Errorf("wal-archive %s: %w", name, wErr))
 		}
 		return archiveSSHError(code, err)
@@ -130,9 +134,9 @@ func runWALArchive(ctx context.Context, g *globalOptions, o walArchiveOptions, s
 		werr <- err
 	}()
 	res, err := archive.PutWAL(ctx, s.ArchiveOptions(nil), pr)
-	pr.CloseWithError(errors.New("put-wal stopped reading"))
+	pr.CloseWithError(errReaderGone)
 	wErr := <-werr
-	if wErr != nil && err != nil {
+	if wErr != nil && !errors.Is(wErr, errReaderGone) && err != nil {
 		return fmt.Errorf("wal-archive %s: %w", name, wErr)
 	}
 	if err != nil {
