@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/cellar-backup/cellar/internal/pgtest"
 	"github.com/cellar-backup/cellar/wal"
@@ -35,6 +36,15 @@ func TestResetAndStop(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The walsender may still be applying the receiver's last status
+	// update: read restart_lsn only once the slot is released.
+	deadline := time.Now().Add(15 * time.Second)
+	for c.QueryRow(t, "SELECT active::text FROM pg_replication_slots WHERE slot_name = 'reset_slot'") != "false" {
+		if time.Now().After(deadline) {
+			t.Fatal("slot reset_slot still active after the receiver stopped")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	restart, err := wal.ParseLSN(c.QueryRow(t, "SELECT restart_lsn::text FROM pg_replication_slots WHERE slot_name = 'reset_slot'"))
 	if err != nil {
 		t.Fatal(err)
