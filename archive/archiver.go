@@ -577,6 +577,11 @@ func (a *Archiver) store(ctx context.Context, n wal.Name, src, dst string, fi fs
 		return fileResult{}, err
 	}
 
+	if srcComp == CompressionNone && o.Compression == CompressionNone {
+		if res, ok, err := a.storeByLink(n, f, src, dst, fi); ok || err != nil {
+			return res, err
+		}
+	}
 	pf, err := durable.NewPendingFile(dst, 0o600)
 	if err != nil {
 		return fileResult{}, err
@@ -672,6 +677,60 @@ func (a *Archiver) store(ctx context.Context, n wal.Name, src, dst string, fi fs
 		return fileResult{}, err
 	}
 	return fileResult{outcome: outArchived, compression: comp, size: cw.n}, nil
+}
+
+// storeByLink stores an uncompressed file without copying it: after the
+// header and size checks, the data is fsynced and hard-linked into wals/
+// (link(2) never replaces an existing name, so a stored WAL can never be
+// overwritten), and the directory is fsynced. Barman renames; a link keeps
+// the source in place until the caller has appended the xlog.db line, so a
+// crash in between still leaves the file in incoming/. ok is false when a
+// link is impossible (another file system, or the source is still being
+// written), and the caller falls back to copying.
+func (a *Archiver) storeByLink(n wal.Name, f *os.File, src, dst string, fi fs.FileInfo) (fileResult, bool, error) {
+	v := a.newValidator(n)
+	if fi.Size() > v.limit {
+		return fileResult{}, false, nil // the copy path reports it
+	}
+	hn, err := f.ReadAt(v.head[:], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fileResult{}, false, err
+	}
+	if v.needsHeader() {
+		if hn < len(v.head) {
+			return fileResult{}, false, nil
+		}
+		v.checked = true
+		if err := v.checkHeader(); err != nil {
+			return fileResult{}, false, err
+		}
+	}
+	v.count = fi.Size()
+	if err := v.finish(); err != nil {
+		return fileResult{}, false, nil // let the copy path count and report
+	}
+	// A file still growing (a non-atomic cp into incoming/) must not be
+	// linked: its inode would keep changing after it was stored.
+	if cur, err := f.Stat(); err != nil || cur.Size() != fi.Size() || !cur.ModTime().Equal(fi.ModTime()) {
+		return fileResult{}, false, nil
+	}
+	if err := f.Sync(); err != nil {
+		return fileResult{}, false, nil
+	}
+	if err := os.Link(src, dst); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fileResult{}, false, fmt.Errorf("%s appeared while archiving %s", dst, src)
+		}
+		return fileResult{}, false, nil // EXDEV, EPERM...: copy instead
+	}
+	// The stored file follows Cellar's modes, whoever wrote the source.
+	if err := os.Chmod(dst, 0o600); err != nil {
+		return fileResult{}, true, err
+	}
+	if err := durable.SyncDir(filepath.Dir(dst)); err != nil {
+		return fileResult{}, true, err
+	}
+	return fileResult{outcome: outArchived, compression: CompressionNone, size: fi.Size()}, true, nil
 }
 
 // sweepTemps removes pending files that a killed archive-wal left in a
