@@ -23,6 +23,11 @@ func extraCommands(g *globalOptions) []*cobra.Command {
 		newCronCommand(g),
 		newReceiveWALCommand(g),
 		newKeepCommand(g),
+		newSyncInfoCommand(g),
+		newSyncBackupCommand(g),
+		newSyncWALsCommand(g),
+		newSyncBackupSendCommand(g),
+		newSyncWALsSendCommand(g),
 		newRetentionCommand(g),
 	}
 }
