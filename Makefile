@@ -18,8 +18,10 @@ vet:
 fmt:
 	gofmt -l . | tee /dev/stderr | (! read)
 
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 lint: fmt vet
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.7.0 $(PKGS) || echo "staticcheck unavailable"
+	$(GO) run $(STATICCHECK) $(PKGS)
 
 # Benchmarks (not in CI). Go micro-benchmarks, then the peer comparisons
 # (barman, pgbackrest, pg_basebackup, pg_receivewal measured in the same run,

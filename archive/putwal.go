@@ -72,7 +72,6 @@ func PutWAL(ctx context.Context, opts Options, r io.Reader) (PutResult, error) {
 type putMember struct {
 	name  string
 	tmp   string
-	sum   []byte
 	sha   []byte
 	md    []byte
 	mtime time.Time

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 )
 
@@ -204,6 +203,3 @@ func (x *extractor) reuse(prev, target string, size int64, r io.Reader, h hash.H
 	}
 	return matched, true, nil
 }
-
-// oidDirName is the plain-layout directory of a tablespace.
-func oidDirName(oid uint32) string { return strconv.FormatUint(uint64(oid), 10) }

@@ -201,10 +201,9 @@ type stream struct {
 	onProgress func(done int64)
 	received   int64 // data bytes (archives + manifest)
 
-	pending   *Frame // the n/m frame that ended the current reader
-	buf       []byte // unread part of the current d frame
-	inArchive bool
-	done      bool // CopyDone seen
+	pending *Frame // the n/m frame that ended the current reader
+	buf     []byte // unread part of the current d frame
+	done    bool   // CopyDone seen
 }
 
 func startStream(ctx context.Context, conn *pgconn.PgConn, sql string) (*stream, error) {

@@ -25,7 +25,7 @@ import (
 )
 
 // ErrBackupRunning is returned when the server's backup lock is held.
-var ErrBackupRunning = errors.New("Another backup process is running")
+var ErrBackupRunning = errors.New("another backup process is running")
 
 // Reuse modes for Options.ReuseBackup.
 const (

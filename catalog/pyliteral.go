@@ -470,21 +470,3 @@ func (v pyValue) repr() string {
 	}
 	return "None"
 }
-
-// truthy mirrors Python truthiness for the values Barman null_repr()s:
-// empty containers and strings are written as None.
-func (v pyValue) truthy() bool {
-	switch v.kind {
-	case pyNone:
-		return false
-	case pyBool:
-		return v.b
-	case pyInt:
-		return v.i != 0
-	case pyFloat:
-		return v.f != 0
-	case pyStr:
-		return v.s != ""
-	}
-	return len(v.items) > 0
-}

@@ -62,13 +62,6 @@ func (o *Options) logger() *slog.Logger {
 	return o.Logger
 }
 
-func (o *Options) now() time.Time {
-	if o.Now == nil {
-		return time.Now()
-	}
-	return o.Now()
-}
-
 func (o *Options) check() error {
 	if strings.TrimSpace(o.PrimarySSHCommand) == "" {
 		return fmt.Errorf("server %s: %w", o.Server, ErrNotPassive)
