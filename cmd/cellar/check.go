@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
+	"io"
 	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cellar-backup/cellar/alerts"
+	"github.com/cellar-backup/cellar/archive/stream"
 	"github.com/cellar-backup/cellar/checks"
 	"github.com/cellar-backup/cellar/checktarget"
+	"github.com/cellar-backup/cellar/server"
 )
 
 type checkOptions struct {
@@ -16,6 +20,7 @@ type checkOptions struct {
 	warning      []string
 	critical     []string
 	checkTimeout time.Duration
+	fix          bool
 }
 
 func newCheckCommand(g *globalOptions) *cobra.Command {
@@ -24,7 +29,7 @@ func newCheckCommand(g *globalOptions) *cobra.Command {
 		Use:   "check SERVER|all [SERVER...]",
 		Short: "Run every check of servers (console, JSON or Nagios plugin output)",
 		Long: "Runs the registered probes (the same ones /metrics exports) against each server.\n" +
-			"Unlike Barman, check has no side effects: it never archives or switches WAL.\n" +
+			"Unlike Barman, check has no side effects (it never archives or switches WAL) unless --fix is given.\n" +
 			"Exit codes: 0 all OK, 1 a check failed (console/JSON); with --nagios 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -36,12 +41,18 @@ func newCheckCommand(g *globalOptions) *cobra.Command {
 	f.StringArrayVar(&o.warning, "warning", nil, "warning range for a perfdata label, LABEL=RANGE (e.g. backup_age=86400); repeatable")
 	f.StringArrayVar(&o.critical, "critical", nil, "critical range for a perfdata label, LABEL=RANGE; repeatable")
 	f.DurationVar(&o.checkTimeout, "check-timeout", 0, "override check_timeout for every server")
+	f.BoolVar(&o.fix, "fix", false, "repair what can be repaired first: create missing catalog directories and the replication slot, archive pending WAL")
 	return c
 }
 
 func runCheck(cmd *cobra.Command, g *globalOptions, o checkOptions, args []string) error {
 	th, err := alerts.ParseThresholds(o.warning, o.critical)
 	if err != nil {
+		if o.nagios {
+			// Plugin guidelines: bad arguments are UNKNOWN, not CRITICAL.
+			g.out.Write([]byte("CELLAR UNKNOWN - " + oneLine(err) + "\n"))
+			return withCode(3, err)
+		}
 		return withCode(exitUsage, err)
 	}
 	srvs, err := g.servers(args)
@@ -52,6 +63,11 @@ func runCheck(cmd *cobra.Command, g *globalOptions, o checkOptions, args []strin
 			return withCode(3, nil)
 		}
 		return err
+	}
+	if o.fix {
+		for _, s := range srvs {
+			fixServer(cmd.Context(), g, s)
+		}
 	}
 	reg := checks.Default().WithLogger(g.logger)
 	results := make([][]checks.Result, len(srvs))
@@ -87,4 +103,28 @@ func runCheck(cmd *cobra.Command, g *globalOptions, o checkOptions, args []strin
 		return withCode(code, nil)
 	}
 	return nil
+}
+
+// fixServer is check --fix: the repairs Barman's check does implicitly,
+// made explicit. Failures are logged; the checks that follow report
+// whatever is still wrong.
+func fixServer(ctx context.Context, g *globalOptions, s *server.Server) {
+	log := g.logger.With("server", s.Name())
+	if err := s.MakeDirectories(); err != nil {
+		log.Warn("check --fix: create directories", "err", err)
+		return
+	}
+	if s.Config().IsPassive() {
+		return
+	}
+	if s.Config().StreamingArchiver && s.Config().SlotName != "" {
+		if so, err := s.StreamOptions(); err == nil {
+			if err := stream.CreateSlot(ctx, so, true); err != nil {
+				log.Warn("check --fix: create replication slot", "slot", s.Config().SlotName, "err", err)
+			}
+		}
+	}
+	if _, err := s.ArchiveWAL(ctx, io.Discard); err != nil && !isBusy(err) {
+		log.Warn("check --fix: archive-wal", "err", err)
+	}
 }

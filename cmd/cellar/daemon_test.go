@@ -199,6 +199,14 @@ servers:
 		}
 	}()
 
+	// Wait until the daemon serves /metrics (it has set up the catalog),
+	// and PostgreSQL's archive_command works, before writing WAL: a WAL
+	// archived late, after the deletion that would have pruned it, stays
+	// (as in Barman, pruning happens at deletion time).
+	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
+	scrape(t, metricsURL)
+	c.WaitArchived(t, c.SwitchWAL(t))
+
 	start := time.Now()
 	c.Pgbench(t, "-i", "-s", "2", "-q")
 	c.Pgbench(t, "-c", "2", "-T", strconv.Itoa(int(sc.workload.Seconds())), "-n")
@@ -212,30 +220,35 @@ servers:
 		}
 		return m, err
 	}
-	// Quiescent point: retention has run after the newest backup became
-	// DONE, and no backup is in flight.
-	var kept []*catalog.BackupInfo
-	deadline := time.Now().Add(3*sc.every + 20*time.Second)
-	for {
-		m, err := byStatus()
-		seenMu.Lock()
-		nSeen := len(seen)
-		seenMu.Unlock()
-		if err == nil && nSeen >= 3 && len(m[catalog.StatusDone]) == 2 && len(m[catalog.StatusStarted]) == 0 && len(m[catalog.StatusWaitingForWALs]) == 0 && len(m[catalog.StatusFailed]) == 0 {
-			kept = m[catalog.StatusDone]
-			break
+	// waitQuiescent waits for a point where retention has run after the
+	// newest backup became DONE: exactly two DONE, nothing waiting for WAL,
+	// nothing FAILED, and no backup running but inFlight (if not "").
+	waitQuiescent := func(inFlight string) []*catalog.BackupInfo {
+		t.Helper()
+		deadline := time.Now().Add(3*sc.every + 20*time.Second)
+		for {
+			m, err := byStatus()
+			seenMu.Lock()
+			nSeen := len(seen)
+			seenMu.Unlock()
+			started := m[catalog.StatusStarted]
+			running := len(started) == 0 || (len(started) == 1 && started[0].ID == inFlight)
+			if err == nil && nSeen >= 3 && len(m[catalog.StatusDone]) == 2 && running && len(m[catalog.StatusWaitingForWALs]) == 0 && len(m[catalog.StatusFailed]) == 0 {
+				return m[catalog.StatusDone]
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no point with exactly 2 DONE backups and nothing else in flight (%d backups created); catalog: %v (%v)", nSeen, summarize(m), err)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no point with exactly 2 DONE backups and nothing in flight (%d backups created); catalog: %v (%v)", nSeen, summarize(m), err)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
+	kept := waitQuiescent("")
 	seenMu.Lock()
 	t.Logf("quiescent after %v: %d backups created, kept %s and %s", time.Since(start).Round(time.Millisecond), len(seen), kept[0].ID, kept[1].ID)
 	seenMu.Unlock()
 
 	// Job telemetry of the running daemon.
-	metrics := scrape(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	metrics := scrape(t, metricsURL)
 	for _, job := range []string{"backup", "archive-wal", "check-backup", "retention"} {
 		v, ok := metricValue(metrics, "cellar_job_last_success_timestamp_seconds", `job="`+job+`"`, `server="pg"`)
 		if !ok || v < float64(start.Unix()) {
@@ -243,18 +256,32 @@ servers:
 		}
 	}
 
-	// SIGTERM mid-backup: throttle the next backup (SIGHUP reload with
-	// bandwidth_limit) so that it is surely copying when the signal lands.
+	// SIGTERM mid-backup: throttle backups (SIGHUP reload with
+	// bandwidth_limit) so that the next one is surely copying when the
+	// signal lands.
 	writeConfig(64)
 	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(d.log.String(), "configuration reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatal("daemon did not reload its configuration on SIGHUP")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	before := map[string]bool{}
+	if bs, err := cat.Backups(); err == nil {
+		for _, b := range bs {
+			before[b.ID] = true
+		}
 	}
 	var interrupted string
 	deadline = time.Now().Add(2*sc.every + 20*time.Second)
 	for interrupted == "" {
 		bs, _ := cat.Backups()
 		for _, b := range bs {
-			if b.Status == catalog.StatusStarted && b.ID != kept[0].ID && b.ID != kept[1].ID {
+			if b.Status == catalog.StatusStarted && !before[b.ID] {
 				interrupted = b.ID
 			}
 		}
@@ -263,6 +290,9 @@ servers:
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// A backup that was running at the reload has finished by now (backups
+	// never overlap); let check-backup and retention settle it.
+	kept = waitQuiescent(interrupted)
 	// Let the copy get going.
 	for range 40 {
 		if ents, _ := os.ReadDir(s.Layout().BackupDirPath(interrupted)); len(ents) > 0 {
@@ -396,7 +426,7 @@ func summarize(m map[catalog.Status][]*catalog.BackupInfo) map[catalog.Status][]
 func scrape(t *testing.T, url string) string {
 	t.Helper()
 	var lastErr error
-	for range 50 {
+	for range 150 {
 		resp, err := http.Get(url)
 		if err == nil {
 			b, rerr := io.ReadAll(resp.Body)
