@@ -42,6 +42,8 @@ func Default() *Registry {
 		probeCompressionSettings(),
 		probeFailedBackups(),
 		probeMinimumRedundancy(),
+		// executor checks of a passive node
+		probeSSH(),
 		// check_configuration, check_identity
 		probeConfiguration(),
 		probeSystemIDCoherence(),

@@ -81,6 +81,10 @@ func (m *memo) Backups(ctx context.Context) ([]Backup, error) {
 	return remember(ctx, m, "backups", func() ([]Backup, error) { return m.Target.Backups(ctx) })
 }
 
+func (m *memo) Passive(ctx context.Context) (*PassiveStatus, error) {
+	return remember(ctx, m, "passive", func() (*PassiveStatus, error) { return m.Target.Passive(ctx) })
+}
+
 func (m *memo) Identity() (*Identity, error) {
 	return remember(context.Background(), m, "identity", m.Target.Identity)
 }

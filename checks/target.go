@@ -57,6 +57,28 @@ type Target interface {
 	// ReceiveWAL reports whether a live process holds the server's
 	// receive-wal lock (.<server>-receive-wal.lock) and its PID.
 	ReceiveWAL() (pid int, running bool, err error)
+
+	// Passive asks the primary node over primary_ssh_command whether it
+	// answers, and reads how far this passive copy trails it.
+	// ErrNotConfigured for a server without primary_ssh_command. Failures
+	// to reach the primary are reported in PassiveStatus.PrimaryErr, not
+	// as the error, so the lag is still known.
+	Passive(ctx context.Context) (*PassiveStatus, error)
+}
+
+// PassiveStatus is what a passive node (primary_ssh_command set) knows
+// about its primary.
+type PassiveStatus struct {
+	// PrimaryErr is nil when the primary answered over
+	// primary_ssh_command, else why it did not.
+	PrimaryErr error
+	// LagKnown is false until a sync has recorded the primary's state
+	// (primary.info); the lag fields are zero then.
+	LagKnown bool
+	// LagSeconds and LagSegments measure how far the local copy trails
+	// the primary as of the last sync-info answer (passive.Lag).
+	LagSeconds  float64
+	LagSegments int64
 }
 
 // Directories are the server's catalog paths, as catalog.Layout resolves

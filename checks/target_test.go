@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -31,6 +32,8 @@ type realTarget struct {
 	dirs Directories
 	now  time.Time // zero = time.Now
 	lock string    // receive-wal lock file
+	// lag is what Passive reports as the sync lag (nil = no sync yet).
+	lag *PassiveStatus
 }
 
 func newRealTarget(t *testing.T, name string) *realTarget {
@@ -252,6 +255,24 @@ func (r *realTarget) Identity() (*Identity, error) {
 		return nil, err
 	}
 	return &Identity{SystemID: id.SystemID, Version: id.Version}, nil
+}
+
+// Passive runs "<primary_ssh_command> true" the way Barman's ssh check
+// runs a minimal command; the lag comes from r.lag (checktarget's tests
+// cover reading it from a real passive catalog).
+func (r *realTarget) Passive(ctx context.Context) (*PassiveStatus, error) {
+	if !r.cfg.IsPassive() {
+		return nil, ErrNotConfigured
+	}
+	st := &PassiveStatus{}
+	if r.lag != nil {
+		st.LagKnown, st.LagSeconds, st.LagSegments = true, r.lag.LagSeconds, r.lag.LagSegments
+	}
+	out, err := exec.CommandContext(ctx, "sh", "-c", r.cfg.PrimarySSHCommand+" true").CombinedOutput()
+	if err != nil {
+		st.PrimaryErr = fmt.Errorf("%q: %w: %s", r.cfg.PrimarySSHCommand, err, out)
+	}
+	return st, nil
 }
 
 // ReceiveWAL tries the lock: if it is free, nobody runs receive-wal.

@@ -16,6 +16,7 @@ import (
 	"github.com/cellar-backup/cellar/checks"
 	"github.com/cellar-backup/cellar/config"
 	"github.com/cellar-backup/cellar/internal/lock"
+	"github.com/cellar-backup/cellar/passive"
 	"github.com/cellar-backup/cellar/postgres"
 	"github.com/cellar-backup/cellar/server"
 	"github.com/cellar-backup/cellar/wal"
@@ -207,6 +208,40 @@ func (t *Target) Identity() (*checks.Identity, error) {
 
 func (t *Target) ReceiveWAL() (int, bool, error) {
 	return lock.Holder(t.s.Layout().LockPath("receive-wal"))
+}
+
+// Passive implements checks.Target for passive nodes: the primary must
+// answer sync-info over primary_ssh_command (resuming from the last synced
+// WAL, so the answer stays small), and the lag is read from primary.info,
+// the last answer a sync stored. The check itself writes nothing.
+func (t *Target) Passive(ctx context.Context) (*checks.PassiveStatus, error) {
+	cfg := t.s.Config()
+	if !cfg.IsPassive() {
+		return nil, checks.ErrNotConfigured
+	}
+	opts := passive.Options{
+		Server:             t.s.Name(),
+		Layout:             t.s.Layout(),
+		PrimarySSHCommand:  cfg.PrimarySSHCommand,
+		BandwidthLimitKBps: cfg.BandwidthLimit,
+		Compression:        string(cfg.Compression),
+		Logger:             t.s.Logger(),
+		Now:                t.s.Now,
+	}
+	st := &checks.PassiveStatus{}
+	if _, err := passive.PrimaryInfo(ctx, opts); err != nil {
+		st.PrimaryErr = err
+	}
+	secs, segs, err := passive.Lag(t.s.Layout())
+	switch {
+	case err == nil:
+		st.LagKnown, st.LagSeconds, st.LagSegments = true, secs, segs
+	case errors.Is(err, fs.ErrNotExist):
+		// No sync has run yet: the lag is unknown, not an error.
+	default:
+		return st, fmt.Errorf("server %s: passive sync lag: %w", t.s.Name(), err)
+	}
+	return st, nil
 }
 
 // keep the wal import used for documentation of LSN types in signatures.

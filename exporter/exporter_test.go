@@ -3,6 +3,7 @@ package exporter
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -30,6 +31,8 @@ type fakeTarget struct {
 	dirs    checks.Directories
 	backups []checks.Backup
 	wals    []checks.WAL
+	// passive is what Passive reports; nil = not a passive server.
+	passive *checks.PassiveStatus
 }
 
 func newFake(t *testing.T, name string) *fakeTarget {
@@ -82,6 +85,23 @@ func (f *fakeTarget) Identity() (*checks.Identity, error) {
 	return &checks.Identity{SystemID: "7", Version: "15"}, nil
 }
 func (f *fakeTarget) ReceiveWAL() (int, bool, error) { return 0, false, nil }
+func (f *fakeTarget) Passive(context.Context) (*checks.PassiveStatus, error) {
+	if f.passive == nil {
+		return nil, checks.ErrNotConfigured
+	}
+	st := *f.passive
+	return &st, nil
+}
+
+// passiveFake is a passive node (primary_ssh_command set): PostgreSQL is
+// never asked, the ssh probe reports st.
+func passiveFake(t *testing.T, name string, st checks.PassiveStatus) *fakeTarget {
+	f := newFake(t, name)
+	f.cfg.Conninfo = ""
+	f.cfg.PrimarySSHCommand = "ssh cellar@backup1"
+	f.passive = &st
+	return f
+}
 
 func fixture(t *testing.T) TargetList {
 	pg1 := newFake(t, "pg1")
@@ -166,6 +186,58 @@ cellar_up{server="pg2"} 1
 	}
 }
 
+func TestCollectorPassive(t *testing.T) {
+	t.Parallel()
+	up := passiveFake(t, "pg3", checks.PassiveStatus{LagKnown: true, LagSeconds: 270, LagSegments: 3})
+	down := passiveFake(t, "pg4", checks.PassiveStatus{PrimaryErr: errors.New("ssh: connect to host backup1 port 22: Connection refused"), LagKnown: true, LagSeconds: 90, LagSegments: 1})
+	fresh := passiveFake(t, "pg5", checks.PassiveStatus{}) // never synced: no lag series
+	c := NewCollector(checks.Default(), TargetList{up, down, fresh}, Options{ScrapeTimeout: 5 * time.Second})
+	want := `
+# HELP cellar_passive_sync_lag_seconds Passive node: seconds of WAL the local copy trails the primary by, as of the last sync-info answer (0 when in step).
+# TYPE cellar_passive_sync_lag_seconds gauge
+cellar_passive_sync_lag_seconds{server="pg3"} 270
+cellar_passive_sync_lag_seconds{server="pg4"} 90
+# HELP cellar_passive_sync_lag_segments Passive node: WAL files the primary listed at the last sync-info that are not copied locally yet.
+# TYPE cellar_passive_sync_lag_segments gauge
+cellar_passive_sync_lag_segments{server="pg3"} 3
+cellar_passive_sync_lag_segments{server="pg4"} 1
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "cellar_passive_sync_lag_seconds", "cellar_passive_sync_lag_segments"); err != nil {
+		t.Error(err)
+	}
+	if problems, err := testutil.CollectAndLint(c); err != nil || len(problems) != 0 {
+		t.Errorf("lint: %v %+v", err, problems)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	for srv, want := range map[string]float64{"pg3": 0, "pg4": 2, "pg5": 0} {
+		if got := gaugeValue(t, reg, "cellar_check_status", map[string]string{"server": srv, "check": "ssh"}); got != want {
+			t.Errorf("%s ssh status = %v, want %v", srv, got, want)
+		}
+	}
+	// A passive server never reports PostgreSQL checks.
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "cellar_check_status" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var check string
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "check" {
+					check = lp.GetValue()
+				}
+			}
+			if p, _ := checks.Default().Probe(check); p.Group == "postgres" || p.Group == "wal_streaming" {
+				t.Errorf("passive server reports %s", check)
+			}
+		}
+	}
+}
+
 func gaugeValue(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) float64 {
 	t.Helper()
 	mfs, err := g.Gather()
@@ -245,7 +317,8 @@ func TestJobMetrics(t *testing.T) {
 func scrape(t *testing.T) []byte {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(NewCollector(checks.Default(), fixture(t), Options{}))
+	targets := append(fixture(t), passiveFake(t, "pg3", checks.PassiveStatus{LagKnown: true, LagSeconds: 12.5, LagSegments: 2}))
+	reg.MustRegister(NewCollector(checks.Default(), targets, Options{}))
 	if _, err := NewJobMetrics(reg); err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +357,8 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 		t.Fatal("promtool not found: install the Debian package `prometheus` (apt-get install -y --no-install-recommends prometheus); .ci/run must provide it")
 	}
 	body := scrape(t)
-	for _, want := range []string{"cellar_check_status{", "cellar_server_info{", "cellar_scrape_duration_seconds "} {
+	for _, want := range []string{"cellar_check_status{", "cellar_server_info{", "cellar_scrape_duration_seconds ",
+		`cellar_passive_sync_lag_seconds{server="pg3"} 12.5`, `cellar_passive_sync_lag_segments{server="pg3"} 2`} {
 		if !bytes.Contains(body, []byte(want)) {
 			t.Errorf("scrape lacks %s", want)
 		}
