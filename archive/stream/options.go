@@ -24,9 +24,14 @@ import (
 // DefaultApplicationName is Barman's default streaming_archiver_name.
 const DefaultApplicationName = "barman_receive_wal"
 
-// DefaultStatusInterval is how often a standby status update is sent when
-// the server asks for none: PostgreSQL's wal_receiver_status_interval.
-const DefaultStatusInterval = 10 * time.Second
+// DefaultStatusInterval is how often the open .partial is fsynced and a
+// standby status update sent when the server asks for none. PostgreSQL's
+// wal_receiver_status_interval is 10 s, but flush is reported only after an
+// fsync, so at 10 s the reported flush position trails by up to a whole
+// segment under load (measured: 0.93 segment at 12 MiB/s); 1 s keeps the
+// flush lag, which the exporter reports, well under a segment for the cost
+// of one fsync per second.
+const DefaultStatusInterval = 1 * time.Second
 
 // lockTask is the lock-file task name: .<server>-receive-wal.lock.
 const lockTask = "receive-wal"
