@@ -29,7 +29,8 @@ lint: fmt vet
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./wal/ ./catalog/ ./archive/
 	$(GO) test -tags bench -run 'Bench' -count=1 -v -timeout 60m ./backup/
-	@if [ -d bench ]; then $(GO) test -tags bench -run 'Peer' -count=1 -v -timeout 90m ./bench/; fi
+	./bench/install-peers.sh
+	$(GO) test -tags bench -run 'Peer' -count=1 -v -timeout 90m ./bench/
 
 # Longer randomized trials (not in CI): 20+ randomized PITR restores.
 e2e: build
