@@ -1,14 +1,18 @@
 package backup
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,7 +125,8 @@ func restoreAndCompare(t *testing.T, src *pgtest.Cluster, o Options, info *catal
 		}
 	} else {
 		suffix, _ := compressionSuffix(info.Compression)
-		flag := map[string]string{".gz": "--gzip", ".lz4": "--lz4", ".zst": "--zstd"}[suffix]
+		// GNU tar 1.34 has no --lz4: run the lz4 tool (lz4 -d) as the filter.
+		flag := map[string]string{".gz": "--gzip", ".lz4": "--use-compress-program=lz4", ".zst": "--zstd"}[suffix]
 		if err := os.Mkdir(data, 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -141,17 +146,26 @@ func restoreAndCompare(t *testing.T, src *pgtest.Cluster, o Options, info *catal
 			t.Fatal(err)
 		}
 	}
+	startAndCompare(t, src, root, data, fmt.Sprintf("restore_command = 'cp %s/%%f %%p'\n", src.ArchiveDir), true, want)
+}
+
+// startAndCompare starts the restored data directory data (under root) in
+// archive recovery (signal) or crash recovery from its pg_wal, waits for
+// the end of recovery and compares the tables with want.
+func startAndCompare(t *testing.T, src *pgtest.Cluster, root, data, extraConf string, signal bool, want map[string]string) {
+	t.Helper()
 	port := freePort(t)
-	conf := fmt.Sprintf("\nport = %d\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\narchive_mode = off\n"+
-		"restore_command = 'cp %s/%%f %%p'\n", port, src.ArchiveDir)
+	conf := fmt.Sprintf("\nport = %d\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\narchive_mode = off\n%s", port, extraConf)
 	f, err := os.OpenFile(filepath.Join(data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.WriteString(conf)
 	f.Close()
-	if err := os.WriteFile(filepath.Join(data, "recovery.signal"), nil, 0o600); err != nil {
-		t.Fatal(err)
+	if signal {
+		if err := os.WriteFile(filepath.Join(data, "recovery.signal"), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	runCmd(t, "chown", "-R", "postgres:postgres", root)
 	if err := os.Chmod(data, 0o700); err != nil {
@@ -208,19 +222,51 @@ func finishSource(t *testing.T, c *pgtest.Cluster, stop func()) map[string]strin
 	return tableSums(t, func(q string) string { return c.QueryRow(t, q) })
 }
 
+// syncBuffer is a log destination safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
 func TestBackupPlainAndTarRestore(t *testing.T) {
 	t.Parallel()
-	for _, comp := range []string{CompressionNone, CompressionZstd} {
-		t.Run(comp, func(t *testing.T) {
+	tests := []struct {
+		name   string
+		comp   string
+		client bool
+	}{
+		{"none", CompressionNone, false},
+		{"zstd-server", CompressionZstd, false}, // COMPRESSION_DETAIL workers=2
+		{"lz4-server", CompressionLZ4, false},
+		{"gzip-client", CompressionGzip, false}, // gzip is always Cellar's
+		{"zstd-client", CompressionZstd, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			c := sourceCluster(t)
 			o := newOptions(t, c)
-			o.Compression = comp
+			o.Compression = tc.comp
+			o.ClientCompression = tc.client
+			var logs syncBuffer
+			o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 			stop := startLoad(t, c)
 			info, err := Run(context.Background(), o)
 			if err != nil {
 				stop()
-				t.Fatalf("Run: %v", err)
+				t.Fatalf("Run: %v\n%s", err, logs.String())
 			}
 			want := finishSource(t, c, stop)
 			if info.Status != catalog.StatusWaitingForWALs {
@@ -243,12 +289,60 @@ func TestBackupPlainAndTarRestore(t *testing.T) {
 			if saved.Size == nil || *saved.Size == 0 || saved.DeduplicatedSize == nil || *saved.DeduplicatedSize != *saved.Size {
 				t.Errorf("size %v dedup %v", saved.Size, saved.DeduplicatedSize)
 			}
-			if comp == CompressionNone {
+			serverSide := strings.Contains(logs.String(), "the server compressed the backup")
+			if wantServer := !tc.client && (tc.comp == CompressionLZ4 || tc.comp == CompressionZstd); serverSide != wantServer {
+				t.Errorf("server compression used %v, want %v; log:\n%s", serverSide, wantServer, logs.String())
+			}
+			if tc.comp == CompressionZstd && !tc.client && !strings.Contains(logs.String(), `detail="`+DefaultZstdDetail+`"`) {
+				t.Errorf("zstd without the %s detail; log:\n%s", DefaultZstdDetail, logs.String())
+			}
+			if tc.comp == CompressionNone {
 				verifyBackup(t, o.Layout.BackupDataDir(info.ID))
-			} else if saved.Compression != comp {
-				t.Errorf("compression %q, want %q", saved.Compression, comp)
+			} else {
+				// Barman's compression field names the codec, wherever it ran.
+				if saved.Compression != tc.comp {
+					t.Errorf("compression %q, want %q", saved.Compression, tc.comp)
+				}
+				checkTarFiles(t, o.Layout.BackupDataDir(info.ID), tc.comp, saved)
 			}
 			restoreAndCompare(t, c, o, info, want)
 		})
+	}
+}
+
+// checkTarFiles checks that data/ holds exactly base.tar.<ext>,
+// <oid>.tar.<ext> and backup_manifest, and that each archive starts with the
+// codec's magic bytes.
+func checkTarFiles(t *testing.T, dir, comp string, info *catalog.BackupInfo) {
+	t.Helper()
+	suffix, _ := compressionSuffix(comp)
+	want := []string{"backup_manifest", "base.tar" + suffix}
+	for _, ts := range info.Tablespaces {
+		want = append(want, strconv.FormatUint(uint64(ts.OID), 10)+".tar"+suffix)
+	}
+	sort.Strings(want)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range ents {
+		got = append(got, e.Name())
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("%s holds %v, want %v", dir, got, want)
+	}
+	magic := map[string][]byte{CompressionGzip: {0x1f, 0x8b}, CompressionLZ4: {0x04, 0x22, 0x4d, 0x18}, CompressionZstd: {0x28, 0xb5, 0x2f, 0xfd}}[comp]
+	for _, name := range want {
+		if name == "backup_manifest" {
+			continue // never compressed, on either side
+		}
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(b, magic) {
+			t.Errorf("%s does not start with the %s magic % x", name, comp, magic)
+		}
 	}
 }

@@ -89,18 +89,34 @@ func cutNUL(b []byte) (string, []byte, bool) {
 	return "", nil, false
 }
 
-// validArchiveName accepts the names PG15 sends: base.tar and <oid>.tar.
+// validArchiveName accepts the names PG15 sends: base.tar and <oid>.tar,
+// plus the compressor's suffix (.gz, .lz4, .zst) when the server compresses.
 // Anything else could escape the backup directory when used as a file name.
 func validArchiveName(name string) bool {
-	if name == "base.tar" {
-		return true
+	_, _, ok := splitArchiveName(name)
+	return ok
+}
+
+// splitArchiveName splits "<oid>.tar.zst" into oid (0 for base.tar) and the
+// compression suffix ("" for an uncompressed archive).
+func splitArchiveName(name string) (oid uint32, suffix string, ok bool) {
+	stem, rest, found := strings.Cut(name, ".tar")
+	if !found {
+		return 0, "", false
 	}
-	oid, ok := strings.CutSuffix(name, ".tar")
-	if !ok {
-		return false
+	switch rest {
+	case "", ".gz", ".lz4", ".zst":
+	default:
+		return 0, "", false
 	}
-	_, err := parseOID(oid)
-	return err == nil
+	if stem == "base" {
+		return 0, rest, true
+	}
+	v, err := parseOID(stem)
+	if err != nil {
+		return 0, "", false
+	}
+	return v, rest, true
 }
 
 func parseOID(s string) (uint32, error) {
@@ -122,6 +138,11 @@ type Command struct {
 	TablespaceMap bool
 	// ManifestChecksums: CRC32C (default, cheap) or SHA256 etc.
 	ManifestChecksums string
+	// Compression makes the server compress each archive (PG15
+	// COMPRESSION): "" or none, gzip, lz4, zstd. CompressionDetail is
+	// COMPRESSION_DETAIL, e.g. "level=3,workers=2".
+	Compression       string
+	CompressionDetail string
 }
 
 // SQL renders the PG15 BASE_BACKUP command. WAL is never included (Cellar
@@ -164,7 +185,49 @@ func (c Command) SQL() (string, error) {
 	if c.TablespaceMap {
 		opts = append(opts, "TABLESPACE_MAP")
 	}
+	switch c.Compression {
+	case "", CompressionNone:
+		if c.CompressionDetail != "" {
+			return "", fmt.Errorf("compression detail %q without server compression", c.CompressionDetail)
+		}
+	case CompressionGzip, CompressionLZ4, CompressionZstd:
+		opts = append(opts, "COMPRESSION "+quoteLiteral(c.Compression))
+		if c.CompressionDetail != "" {
+			if err := validCompressionDetail(c.CompressionDetail); err != nil {
+				return "", err
+			}
+			opts = append(opts, "COMPRESSION_DETAIL "+quoteLiteral(c.CompressionDetail))
+		}
+	default:
+		return "", fmt.Errorf("unknown server compression %q (want gzip, lz4 or zstd)", c.Compression)
+	}
 	return "BASE_BACKUP (" + strings.Join(opts, ", ") + ")", nil
+}
+
+// validCompressionDetail checks the shape the server parses
+// (keyword[=value] separated by commas or spaces: level=N, workers=N,
+// long) so a typo fails here with a clear message rather than as a server
+// syntax error after the checkpoint.
+func validCompressionDetail(d string) error {
+	for _, item := range strings.FieldsFunc(d, func(r rune) bool { return r == ',' || r == ' ' }) {
+		key, val, hasVal := strings.Cut(item, "=")
+		switch key {
+		case "level", "workers":
+			if !hasVal {
+				return fmt.Errorf("compression detail %q: %s needs a value", d, key)
+			}
+			if _, err := strconv.Atoi(val); err != nil {
+				return fmt.Errorf("compression detail %q: %s=%q is not an integer", d, key, val)
+			}
+		case "long":
+			if hasVal && val != "on" && val != "off" && val != "true" && val != "false" && val != "1" && val != "0" {
+				return fmt.Errorf("compression detail %q: long=%q is not a boolean", d, val)
+			}
+		default:
+			return fmt.Errorf("compression detail %q: unknown option %q (want level, workers or long)", d, key)
+		}
+	}
+	return nil
 }
 
 // quoteLiteral quotes s for the replication command lexer, which knows only

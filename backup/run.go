@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/cellar-backup/cellar/catalog"
 	"github.com/cellar-backup/cellar/internal/durable"
 	"github.com/cellar-backup/cellar/internal/lock"
@@ -45,7 +47,16 @@ type Options struct {
 	Conninfo     string // normal connection (status, restore point, WAL switch)
 	ReplConninfo string // replication connection (BASE_BACKUP)
 
-	Compression         string // none|gzip|lz4|zstd ("" = none: plain layout)
+	Compression string // none|gzip|lz4|zstd ("" = none: plain layout)
+	// ClientCompression compresses lz4 and zstd in Cellar rather than on
+	// the server (BASE_BACKUP COMPRESSION, PG15). gzip is always
+	// compressed here, at a fast level: the server's gzip is
+	// single-threaded zlib level 6, several times slower.
+	ClientCompression bool
+	// CompressionDetail is the server's COMPRESSION_DETAIL, e.g.
+	// "level=5,workers=4" ("" = DefaultZstdDetail for zstd, the server's
+	// defaults for lz4). It has no effect with client compression.
+	CompressionDetail   string
 	ImmediateCheckpoint bool
 	ReuseBackup         string // off|link ("" = off); link needs the plain layout
 	MaxRateKBps         int64  // 0 = unlimited
@@ -82,6 +93,14 @@ func (o *Options) normalize() error {
 	default:
 		return fmt.Errorf("server %s: unknown reuse_backup %q (want off or link)", o.Server, o.ReuseBackup)
 	}
+	if o.CompressionDetail != "" {
+		if o.Compression == CompressionNone {
+			return fmt.Errorf("server %s: compression detail %q without backup compression", o.Server, o.CompressionDetail)
+		}
+		if err := validCompressionDetail(o.CompressionDetail); err != nil {
+			return fmt.Errorf("server %s: %w", o.Server, err)
+		}
+	}
 	if o.ReuseBackup == ReuseLink && o.Compression != CompressionNone {
 		return fmt.Errorf("server %s: reuse_backup=link needs backup_compression none (hard links of tar files save nothing)", o.Server)
 	}
@@ -115,6 +134,24 @@ func failureText(action string, err error) string {
 		msg = msg[:i]
 	}
 	return fmt.Sprintf("failure %s (%s)", action, msg)
+}
+
+// serverCompression is the COMPRESSION (and detail) to ask the server for,
+// or "" when Cellar stores plain files or compresses itself.
+func (o *Options) serverCompression() (comp, detail string) {
+	if o.ClientCompression {
+		return "", ""
+	}
+	switch o.Compression {
+	case CompressionLZ4:
+		return o.Compression, o.CompressionDetail
+	case CompressionZstd:
+		if o.CompressionDetail == "" {
+			return o.Compression, DefaultZstdDetail
+		}
+		return o.Compression, o.CompressionDetail
+	}
+	return "", ""
 }
 
 // run is one backup in progress.
@@ -237,54 +274,38 @@ func (r *run) take(ctx context.Context, conn *postgres.Conn) error {
 	}
 	defer repl.Close(context.WithoutCancel(ctx))
 
-	cmd := Command{
-		Label:         "Barman backup " + o.Server + " " + info.ID,
-		Fast:          o.ImmediateCheckpoint,
-		MaxRateKBps:   o.MaxRateKBps,
-		TablespaceMap: o.Compression != CompressionNone,
-	}
-	sql, err := cmd.SQL()
-	if err != nil {
-		return step("issuing start backup command", err)
-	}
-	s, err := startStream(ctx, repl.PgConn(), sql)
-	if err != nil {
-		return step("issuing start backup command", err)
-	}
-	segSize := uint64(info.XLogSegmentSize)
-	info.Status = catalog.StatusStarted
-	info.BeginXLog = s.Start.LSN.String()
-	info.BeginWAL = wal.NameForLSN(s.Start.Timeline, s.Start.LSN, segSize).String()
-	info.BeginOffset = catalog.Int64(int64(s.Start.LSN.SegmentOffset(segSize)))
-	info.Timeline = int64(s.Start.Timeline)
 	info.BeginTime = started
-	if err := r.cat.Save(info); err != nil {
-		return step("issuing start backup command", err)
-	}
-	r.log.Info(fmt.Sprintf("Backup start at LSN: %s (%s, %08X)", info.BeginXLog, info.BeginWAL, *info.BeginOffset))
-
-	var total int64
-	for _, ts := range s.Tablespaces {
-		if ts.Size > 0 {
-			total += ts.Size
-		}
-	}
-	prog := newProgress(o.Progress, o.ProgressTTY, total, o.Now)
-	s.onProgress = prog.update
-
-	cp, err := newCopier(dir, o.Compression, "CRC32C", prevDir)
-	if err != nil {
-		return step("copying files", err)
-	}
+	comp, detail := o.serverCompression()
+	var s *stream
+	var cp *copier
 	copyStart := time.Now()
-	if err := cp.run(s); err != nil {
-		return step("copying files", err)
+	for attempt := 0; ; attempt++ {
+		var retry bool
+		s, cp, retry, err = r.copy(ctx, repl, prevDir, comp, detail)
+		if err == nil {
+			break
+		}
+		if !retry || attempt > 0 {
+			return err
+		}
+		// The server refused the compression before sending any archive
+		// (and before the checkpoint for an unsupported codec): fall back
+		// to what it can do.
+		switch {
+		case detail == DefaultZstdDetail && o.CompressionDetail == "" && isPgError(err, "could not set compression worker count"):
+			r.log.Warn("the server's zstd has no worker threads; compressing with one thread", "err", err)
+			detail = ""
+		case isPgError(err, "does not support compression"):
+			// "this build does not support compression with LZ4"
+			r.log.Warn("the server cannot compress with "+comp+"; compressing in Cellar instead", "err", err)
+			comp, detail = "", ""
+		default:
+			return err // e.g. a bad CompressionDetail: the user asked for it
+		}
+		copyStart = time.Now()
 	}
-	if err := s.finish(); err != nil {
-		return step("copying files", err)
-	}
-	prog.finish(cp.copied)
 	copyTime := time.Since(copyStart)
+	segSize := uint64(info.XLogSegmentSize)
 	if cp.manifest == nil {
 		return step("copying files", fmt.Errorf("%w: no backup_manifest received", ErrManifest))
 	}
@@ -349,6 +370,70 @@ func (r *run) take(ctx context.Context, conn *postgres.Conn) error {
 	r.log.Info(fmt.Sprintf("Backup completed (start time: %s, elapsed time: %s)",
 		catalog.FormatPyTime(info.BeginTime), info.EndTime.Sub(started).Round(time.Second)))
 	return nil
+}
+
+// copy runs BASE_BACKUP and stores the archives. retry reports a refusal of
+// the server compression that another attempt without it can avoid.
+func (r *run) copy(ctx context.Context, repl *postgres.ReplConn, prevDir, comp, detail string) (s *stream, cp *copier, retry bool, err error) {
+	o, info := r.o, r.info
+	cmd := Command{
+		Label:             "Barman backup " + o.Server + " " + info.ID,
+		Fast:              o.ImmediateCheckpoint,
+		MaxRateKBps:       o.MaxRateKBps,
+		TablespaceMap:     o.Compression != CompressionNone,
+		Compression:       comp,
+		CompressionDetail: detail,
+	}
+	sql, err := cmd.SQL()
+	if err != nil {
+		return nil, nil, false, step("issuing start backup command", err)
+	}
+	s, err = startStream(ctx, repl.PgConn(), sql)
+	if err != nil {
+		return nil, nil, comp != "" && isPgError(err, "compression"), step("issuing start backup command", err)
+	}
+	segSize := uint64(info.XLogSegmentSize)
+	info.Status = catalog.StatusStarted
+	info.BeginXLog = s.Start.LSN.String()
+	info.BeginWAL = wal.NameForLSN(s.Start.Timeline, s.Start.LSN, segSize).String()
+	info.BeginOffset = catalog.Int64(int64(s.Start.LSN.SegmentOffset(segSize)))
+	info.Timeline = int64(s.Start.Timeline)
+	if err := r.cat.Save(info); err != nil {
+		return nil, nil, false, step("issuing start backup command", err)
+	}
+	r.log.Info(fmt.Sprintf("Backup start at LSN: %s (%s, %08X)", info.BeginXLog, info.BeginWAL, *info.BeginOffset))
+
+	var total int64
+	for _, ts := range s.Tablespaces {
+		if ts.Size > 0 {
+			total += ts.Size
+		}
+	}
+	prog := newProgress(o.Progress, o.ProgressTTY, total, o.Now)
+	s.onProgress = prog.update
+
+	cp, err = newCopier(r.o.Layout.BackupDirPath(info.ID), o.Compression, "CRC32C", prevDir)
+	if err != nil {
+		return nil, nil, false, step("copying files", err)
+	}
+	cp.server = comp != ""
+	if err := cp.run(s); err != nil {
+		return nil, nil, cp.server && cp.archives == 0 && isPgError(err, "compression"), step("copying files", err)
+	}
+	if err := s.finish(); err != nil {
+		return nil, nil, false, step("copying files", err)
+	}
+	prog.finish(cp.copied)
+	if cp.server {
+		r.log.Info("the server compressed the backup", "compression", comp, "detail", detail)
+	}
+	return s, cp, false, nil
+}
+
+// isPgError reports a server error whose message contains text.
+func isPgError(err error, text string) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && strings.Contains(pe.Message, text)
 }
 
 // previousPlain returns the newest available plain backup's directory, the

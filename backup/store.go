@@ -57,6 +57,7 @@ func compressionSuffix(c string) (string, error) {
 type copier struct {
 	dir         string // base/<id>
 	compression string // none = plain layout
+	server      bool   // the server compresses: store its archive bytes as they come
 	checksumAlg string
 	prevDir     string // previous backup's base/<id> for reuse_backup=link ("" = off)
 	workers     int
@@ -64,10 +65,12 @@ type copier struct {
 	sums     []FileSum
 	label    []byte // backup_label content
 	manifest []byte
+	archives int   // archives begun
 	copied   int64 // regular-file bytes received
 	linked   int64 // bytes reused through hard links
 
-	buf  []byte
+	buf  []byte // member copies (the checking goroutine's, in server mode)
+	rbuf []byte // network reads in server mode
 	sync *syncer
 	dirs map[string]bool // created directories, fsynced at the end
 }
@@ -118,14 +121,21 @@ func (c *copier) run(s *stream) (err error) {
 	}
 }
 
-// archive stores one archive ("base.tar" or "<oid>.tar").
+// archive stores one archive ("base.tar" or "<oid>.tar", with the
+// compressor's suffix when the server compresses).
 func (c *copier) archive(name string, r io.Reader) error {
-	var oid uint32
-	if name != "base.tar" {
-		var err error
-		if oid, err = parseOID(strings.TrimSuffix(name, ".tar")); err != nil {
-			return fmt.Errorf("%w: archive %q", ErrProtocol, name)
-		}
+	c.archives++
+	oid, suffix, ok := splitArchiveName(name)
+	if !ok {
+		return fmt.Errorf("%w: archive %q", ErrProtocol, name)
+	}
+	want := ""
+	if c.server {
+		want, _ = compressionSuffix(c.compression)
+	}
+	if suffix != want {
+		return fmt.Errorf("%w: archive %q, expected the %q suffix (backup compression %s on the %s)",
+			ErrProtocol, name, want, c.compression, map[bool]string{true: "server", false: "client"}[c.server])
 	}
 	// Manifest paths are relative to PGDATA; tablespace archives hold paths
 	// relative to the tablespace location.
@@ -144,6 +154,9 @@ func (c *copier) archive(name string, r io.Reader) error {
 		}
 		x := &extractor{c: c, dest: dest, prev: prev, prefix: prefix, base: oid == 0}
 		return x.extract(r)
+	}
+	if c.server {
+		return c.serverArchive(name, prefix, oid == 0, r)
 	}
 	return c.tarArchive(name, prefix, oid == 0, r)
 }
@@ -218,40 +231,8 @@ func (c *copier) tarArchive(name, prefix string, base bool, r io.Reader) error {
 		return err
 	}
 	tw := tar.NewWriter(zw)
-	tr := tar.NewReader(r)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("read %s: %w", name, err)
-		}
-		clean, err := checkName(hdr.Name)
-		if err != nil {
-			return err
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return fmt.Errorf("write %s member %s: %w", p, hdr.Name, err)
-		}
-		if hdr.Typeflag != tar.TypeReg {
-			continue
-		}
-		h := c.newHash()
-		var w io.Writer = tw
-		var label bytes.Buffer
-		if base && clean == "backup_label" {
-			w = io.MultiWriter(tw, &label)
-		}
-		n, err := c.copyMember(w, tr, h)
-		if err != nil {
-			return fmt.Errorf("copy %s member %s: %w", p, hdr.Name, err)
-		}
-		if label.Len() > 0 {
-			c.label = label.Bytes()
-		}
-		c.copied += n
-		c.record(prefix+clean, n, h)
+	if err := c.walkTar(name, prefix, base, r, tw); err != nil {
+		return err
 	}
 	if err := tw.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", p, err)
@@ -268,6 +249,53 @@ func (c *copier) tarArchive(name, prefix string, base bool, r io.Reader) error {
 	return f.Close()
 }
 
+// walkTar reads one uncompressed archive, checksumming every regular file
+// for the manifest check and keeping backup_label; with tw set it also
+// re-writes the archive there.
+func (c *copier) walkTar(name, prefix string, base bool, r io.Reader, tw *tar.Writer) error {
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", name, err)
+		}
+		clean, err := checkName(hdr.Name)
+		if err != nil {
+			return err
+		}
+		var w io.Writer = io.Discard
+		if tw != nil {
+			if err := tw.WriteHeader(hdr); err != nil {
+				return fmt.Errorf("write %s member %s: %w", name, hdr.Name, err)
+			}
+			w = tw
+		}
+		if hdr.Typeflag != tar.TypeReg {
+			continue
+		}
+		h := c.newHash()
+		var label bytes.Buffer
+		if base && clean == "backup_label" {
+			w = io.MultiWriter(w, &label)
+		}
+		n, err := c.copyMember(w, tr, h)
+		if err != nil {
+			return fmt.Errorf("copy %s member %s: %w", name, hdr.Name, err)
+		}
+		if n != hdr.Size {
+			return fmt.Errorf("%s member %s: got %d bytes, tar header says %d", name, hdr.Name, n, hdr.Size)
+		}
+		if label.Len() > 0 {
+			c.label = label.Bytes()
+		}
+		c.copied += n
+		c.record(prefix+clean, n, h)
+	}
+}
+
 type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
@@ -277,7 +305,10 @@ func (c *copier) compressor(w io.Writer) (io.WriteCloser, error) {
 	case CompressionGzip:
 		// klauspost's gzip is single-threaded; an async stage lets it run
 		// beside the network reader.
-		gz, err := gzip.NewWriterLevel(w, gzip.DefaultCompression)
+		// BestSpeed: gzip at the default level costs several times the
+		// CPU for a few percent of size; lz4 and zstd are the better codecs
+		// when size matters.
+		gz, err := gzip.NewWriterLevel(w, gzip.BestSpeed)
 		if err != nil {
 			return nil, err
 		}
@@ -312,7 +343,12 @@ func newAsyncWriter(w io.WriteCloser) *asyncWriter {
 			if a.err == nil {
 				_, a.err = a.w.Write(b)
 			}
-			a.free <- b[:0]
+			// Never block here: Write allocates when the free list is
+			// momentarily empty, so it can hold more buffers than fit.
+			select {
+			case a.free <- b[:0]:
+			default:
+			}
 		}
 		if a.err == nil {
 			a.err = a.w.Close()

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,6 +69,9 @@ func FuzzBaseBackupFrame(f *testing.F) {
 	f.Add([]byte("dsome data"))
 	f.Add(binary.BigEndian.AppendUint64([]byte{'p'}, 42))
 	f.Add([]byte("m"))
+	f.Add([]byte("nbase.tar.zst\x00\x00"))
+	f.Add([]byte("n16384.tar.lz4\x00/srv/ts\x00"))
+	f.Add([]byte("n16384.tar.bz2\x00/srv/ts\x00"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fr, err := ParseFrame(b)
 		if err != nil {
@@ -120,6 +124,15 @@ func TestCommandSQL(t *testing.T) {
 		{"rate too low", Command{MaxRateKBps: 31}, "", true},
 		{"rate too high", Command{MaxRateKBps: 1048577}, "", true},
 		{"bad checksum", Command{ManifestChecksums: "MD5"}, "", true},
+		{"server lz4", Command{Label: "x", Compression: "lz4"},
+			"BASE_BACKUP (LABEL 'x', PROGRESS, WAIT false, MANIFEST 'yes', CHECKPOINT 'spread', MANIFEST_CHECKSUMS 'CRC32C', COMPRESSION 'lz4')", false},
+		{"server zstd workers", Command{Label: "x", Compression: "zstd", CompressionDetail: "level=5,workers=2"},
+			"BASE_BACKUP (LABEL 'x', PROGRESS, WAIT false, MANIFEST 'yes', CHECKPOINT 'spread', MANIFEST_CHECKSUMS 'CRC32C', COMPRESSION 'zstd', COMPRESSION_DETAIL 'level=5,workers=2')", false},
+		{"unknown server compression", Command{Compression: "bzip2"}, "", true},
+		{"detail without compression", Command{CompressionDetail: "level=1"}, "", true},
+		{"detail unknown key", Command{Compression: "zstd", CompressionDetail: "workers=2', WAL true"}, "", true},
+		{"detail bad level", Command{Compression: "lz4", CompressionDetail: "level=fast"}, "", true},
+		{"detail level without value", Command{Compression: "lz4", CompressionDetail: "level"}, "", true},
 	}
 	for _, tc := range tests {
 		got, err := tc.cmd.SQL()
@@ -402,9 +415,209 @@ func TestOptionsValidation(t *testing.T) {
 		{Server: "pg", Name: "latest"},
 		{Server: "pg", Name: "20260101T000000"},
 		{Server: "pg", MaxRateKBps: 10},
+		{Server: "pg", CompressionDetail: "level=3"},                        // detail without compression
+		{Server: "pg", Compression: "zstd", CompressionDetail: "threads=2"}, // unknown key
 	} {
 		if err := o.normalize(); err == nil {
 			t.Errorf("normalize(%+v) accepted", o)
 		}
 	}
+}
+
+func TestServerCompressionChoice(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		o            Options
+		comp, detail string
+	}{
+		{Options{Compression: CompressionNone}, "", ""},
+		{Options{Compression: CompressionLZ4}, "lz4", ""},
+		{Options{Compression: CompressionZstd}, "zstd", DefaultZstdDetail},
+		{Options{Compression: CompressionZstd, CompressionDetail: "level=9"}, "zstd", "level=9"},
+		{Options{Compression: CompressionGzip}, "", ""}, // server gzip is too slow
+		{Options{Compression: CompressionZstd, ClientCompression: true}, "", ""},
+		{Options{Compression: CompressionLZ4, ClientCompression: true, CompressionDetail: "level=1"}, "", ""},
+	}
+	for _, tc := range tests {
+		comp, detail := tc.o.serverCompression()
+		if comp != tc.comp || detail != tc.detail {
+			t.Errorf("%+v: server compression %q %q, want %q %q", tc.o, comp, detail, tc.comp, tc.detail)
+		}
+	}
+}
+
+func TestSplitArchiveName(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		oid    uint32
+		suffix string
+		ok     bool
+	}{
+		{"base.tar", 0, "", true},
+		{"base.tar.lz4", 0, ".lz4", true},
+		{"16384.tar.zst", 16384, ".zst", true},
+		{"16384.tar.gz", 16384, ".gz", true},
+		{"16384.tar.bz2", 0, "", false},
+		{"base.tar.zst.lz4", 0, "", false},
+		{"../x.tar", 0, "", false},
+		{"0.tar", 0, "", false},
+		{"base", 0, "", false},
+		{"base.tarx", 0, "", false},
+	}
+	for _, tc := range tests {
+		oid, suffix, ok := splitArchiveName(tc.name)
+		if oid != tc.oid || suffix != tc.suffix || ok != tc.ok {
+			t.Errorf("splitArchiveName(%q) = %d, %q, %v; want %d, %q, %v", tc.name, oid, suffix, ok, tc.oid, tc.suffix, tc.ok)
+		}
+	}
+}
+
+// compressedTar returns a tar of files compressed with comp, and the tar.
+func compressedTar(t *testing.T, comp string, files map[string]string) (compressed, plain []byte) {
+	t.Helper()
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	for _, name := range []string{"backup_label", "global/pg_control", "base/1/1234"} {
+		data, ok := files[name]
+		if !ok {
+			continue
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(data))
+	}
+	tw.Close()
+	c := &copier{compression: comp, workers: 1}
+	var zb bytes.Buffer
+	zw, err := c.compressor(&zb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := zw.Write(tb.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return zb.Bytes(), tb.Bytes()
+}
+
+func TestServerArchiveStoresAndChecks(t *testing.T) {
+	t.Parallel()
+	files := map[string]string{
+		"backup_label":      "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n",
+		"global/pg_control": strings.Repeat("c", 8192),
+		"base/1/1234":       strings.Repeat("0123456789abcdef", 70000), // > 1 MB: several chunks
+	}
+	for _, comp := range []string{CompressionLZ4, CompressionZstd, CompressionGzip} {
+		t.Run(comp, func(t *testing.T) {
+			t.Parallel()
+			z, _ := compressedTar(t, comp, files)
+			suffix, _ := compressionSuffix(comp)
+			name := "base.tar" + suffix
+			store := func(t *testing.T, data []byte) (*copier, error) {
+				c, err := newCopier(filepath.Join(t.TempDir(), "b"), comp, "CRC32C", "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.server = true
+				err = c.archive(name, bytes.NewReader(data))
+				if serr := c.sync.wait(); err == nil {
+					err = serr
+				}
+				return c, err
+			}
+			c, err := store(t, z)
+			if err != nil {
+				t.Fatalf("archive: %v", err)
+			}
+			got, err := os.ReadFile(filepath.Join(c.dir, "data", name))
+			if err != nil || !bytes.Equal(got, z) {
+				t.Fatalf("stored archive differs from the received bytes (%v)", err)
+			}
+			if string(c.label) != files["backup_label"] {
+				t.Errorf("label %q", c.label)
+			}
+			if len(c.sums) != 3 || c.copied != int64(len(files["backup_label"])+8192+16*70000) {
+				t.Fatalf("sums %+v, copied %d", c.sums, c.copied)
+			}
+			for _, s := range c.sums {
+				h := c.newHash()
+				h.Write([]byte(files[s.Path]))
+				if s.Size != int64(len(files[s.Path])) || s.Checksum != hex.EncodeToString(h.Sum(nil)) {
+					t.Errorf("%s: size %d checksum %s", s.Path, s.Size, s.Checksum)
+				}
+			}
+
+			// Damaged streams fail rather than store a backup nobody can read.
+			flipped := bytes.Clone(z)
+			flipped[len(flipped)/2] ^= 0xff
+			bad := map[string][]byte{
+				"truncated": z[:len(z)*2/3],
+				"trailing":  append(bytes.Clone(z), []byte("garbage after the end")...),
+				"flipped":   flipped,
+				"empty":     nil,
+			}
+			for what, data := range bad {
+				if _, err := store(t, data); err == nil {
+					t.Errorf("%s stream accepted", what)
+				}
+			}
+
+			// An archive name that does not match the expected codec is a
+			// protocol error (the server compresses with something else).
+			c2, _ := newCopier(filepath.Join(t.TempDir(), "b"), comp, "CRC32C", "")
+			c2.server = true
+			if err := c2.archive("base.tar", bytes.NewReader(z)); !errors.Is(err, ErrProtocol) {
+				t.Errorf("uncompressed name accepted: %v", err)
+			}
+			c2.sync.wait()
+		})
+	}
+}
+
+// TestVerifierStopsProducer checks that a consumer failing early releases a
+// producer that still has data (no deadlock, error reported).
+func TestVerifierStopsProducer(t *testing.T) {
+	t.Parallel()
+	boom := errors.New("boom")
+	v := startVerifier(func(r io.Reader) error {
+		r.Read(make([]byte, 10))
+		return boom
+	})
+	chunk := make([]byte, 1<<20)
+	var err error
+	for i := 0; i < 100 && err == nil; i++ {
+		err = v.write(chunk)
+	}
+	if !errors.Is(err, boom) {
+		t.Fatalf("write after consumer failure: %v", err)
+	}
+	v.abort()
+}
+
+// TestAsyncWriterManyWrites pushes many more buffers than the free list
+// holds through an asyncWriter whose consumer is slower than the producer.
+func TestAsyncWriterManyWrites(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	a := newAsyncWriter(nopCloser{&slowWriter{w: &out}})
+	want := 0
+	for i := range 200 {
+		p := bytes.Repeat([]byte{byte(i)}, 1000+i)
+		a.Write(p)
+		want += len(p)
+	}
+	if err := a.Close(); err != nil || out.Len() != want {
+		t.Fatalf("close %v, wrote %d of %d", err, out.Len(), want)
+	}
+}
+
+type slowWriter struct{ w io.Writer }
+
+func (s *slowWriter) Write(p []byte) (int, error) {
+	time.Sleep(50 * time.Microsecond)
+	return s.w.Write(p)
 }

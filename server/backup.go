@@ -22,7 +22,20 @@ func (s *Server) BackupOptions() (backup.Options, error) {
 		return backup.Options{}, fmt.Errorf("server %s: passive node: backups are copied from the primary Cellar (sync-backup), not taken", s.name)
 	}
 	comp := string(cfg.BackupCompression)
+	if comp == "none" {
+		comp = ""
+	}
+	// backup_compression_level becomes the server's COMPRESSION_DETAIL;
+	// zstd keeps its two server-side workers.
+	detail := ""
+	if cfg.BackupCompressionLevel > 0 {
+		detail = fmt.Sprintf("level=%d", cfg.BackupCompressionLevel)
+		if comp == "zstd" {
+			detail += "," + backup.DefaultZstdDetail
+		}
+	}
 	return backup.Options{
+		CompressionDetail:   detail,
 		Server:              s.name,
 		Layout:              s.layout,
 		Conninfo:            cfg.Conninfo.Raw(),
