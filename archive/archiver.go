@@ -70,6 +70,12 @@ type Archiver struct {
 	buf  []byte
 	cmpA []byte
 	cmpB []byte
+	// decA and decB decode the two sides of a duplicate comparison (decA
+	// also already-compressed sources being stored).
+	decA, decB Decoders
+	// workers are the parallel compressors' encoders and buffers, kept
+	// between runs (a zstd encoder costs megabytes to build).
+	workers []*worker
 	// listed caches the names in xlog.db during one run (nil = not read).
 	listed map[string]bool
 	// swept records the hash directories cleaned of stale temp files
@@ -225,12 +231,17 @@ func (a *Archiver) runBatch(ctx context.Context, rep *Report, archiver, dir stri
 			}
 		}
 	}()
-	for _, name := range b.files {
+	archive := func(_ int, name string) (fileResult, error) { return a.archiveFile(ctx, dir, name) }
+	if p := a.newPipeline(ctx, dir, b.files); p != nil {
+		defer p.stop()
+		archive = func(i int, _ string) (fileResult, error) { return p.archive(ctx, i) }
+	}
+	for i, name := range b.files {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "\t%s\n", name)
-		res, err := a.archiveFile(ctx, dir, name)
+		res, err := archive(i, name)
 		if err != nil {
 			return fmt.Errorf("server %s: archive %s: %w", o.Server, name, err)
 		}
@@ -414,13 +425,13 @@ func (a *Archiver) sameContent(src, dst string) (bool, string, error) {
 		return false, "", err
 	}
 	defer fb.Close()
-	ra, _, err := SniffDecompressor(fa)
+	ra, _, err := a.decA.Sniff(fa)
 	if err != nil {
 		// An unreadable source cannot be proven identical.
 		return false, "", nil
 	}
 	defer ra.Close()
-	rb, comp, err := SniffDecompressor(fb)
+	rb, comp, err := a.decB.Sniff(fb)
 	if err != nil {
 		return false, "", fmt.Errorf("read stored %s: %w", dst, err)
 	}
@@ -506,6 +517,18 @@ func (v *validator) checkHeader() error {
 	}
 	if err := h.Validate(v.n, v.sysID, v.segSize); err != nil {
 		return &invalidError{err}
+	}
+	return nil
+}
+
+// done runs the final checks once the whole file went through: the
+// totals, and the header when the file was too short to check it early.
+func (v *validator) done() error {
+	if err := v.finish(); err != nil {
+		return err
+	}
+	if v.needsHeader() && !v.checked {
+		return v.checkHeader()
 	}
 	return nil
 }
@@ -617,17 +640,7 @@ func (a *Archiver) store(ctx context.Context, n wal.Name, src, dst string, fi fs
 		}
 		v.count, cw.n = n, n
 	} else if srcComp == CompressionNone {
-		// Plain source: validate the plain bytes on their way into the
-		// encoder.
-		ew, err := a.enc.Writer(cw, comp)
-		if err != nil {
-			return fileResult{}, err
-		}
-		_, err = copyBuffer(ctx, ew, io.TeeReader(f, v), a.buf)
-		if cerr := ew.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		if err := compressInto(ctx, a.enc, a.buf, cw, f, comp, v); err != nil {
 			return fileResult{}, err
 		}
 	} else {
@@ -635,7 +648,7 @@ func (a *Archiver) store(ctx context.Context, n wal.Name, src, dst string, fi fs
 		// compressing before sending): store the bytes as they are and
 		// validate the decompressed stream.
 		comp = srcComp
-		dec, err := NewDecompressor(io.TeeReader(f, cw), srcComp)
+		dec, err := a.decA.Reader(io.TeeReader(f, cw), srcComp)
 		if err != nil {
 			return fileResult{}, invalidf("%s: %w", n, err)
 		}
@@ -656,27 +669,42 @@ func (a *Archiver) store(ctx context.Context, n wal.Name, src, dst string, fi fs
 			return fileResult{}, invalidf("%s: %d bytes after the end of the %s stream", n, extra, srcComp)
 		}
 	}
-	if err := v.finish(); err != nil {
+	if err := v.done(); err != nil {
 		return fileResult{}, err
-	}
-	if v.needsHeader() && !v.checked {
-		if err := v.checkHeader(); err != nil {
-			return fileResult{}, err
-		}
-	}
-	// The archive-wal lock makes us the only writer of wals/, and dst was
-	// absent a moment ago; re-check so a stored file is never replaced.
-	if _, err := os.Lstat(dst); err == nil {
-		return fileResult{}, fmt.Errorf("%s appeared while archiving %s", dst, src)
 	}
 	// Keep the original mtime on the stored file: rebuild-xlogdb reads it.
 	if err := os.Chtimes(pf.Name(), fi.ModTime(), fi.ModTime()); err != nil {
 		return fileResult{}, err
 	}
-	if err := pf.Commit(); err != nil {
+	if err := commitPending(pf, src, dst); err != nil {
 		return fileResult{}, err
 	}
 	return fileResult{outcome: outArchived, compression: comp, size: cw.n}, nil
+}
+
+// compressInto validates the plain bytes of f on their way into a comp
+// encoder writing to w. The caller still calls v.done.
+func compressInto(ctx context.Context, enc *Encoders, buf []byte, w io.Writer, f io.Reader, comp string, v *validator) error {
+	ew, err := enc.Writer(w, comp)
+	if err != nil {
+		return err
+	}
+	_, err = copyBuffer(ctx, ew, io.TeeReader(f, v), buf)
+	if cerr := ew.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// commitPending makes a fully written pending file the stored dst: fsync,
+// rename, fsync of the directory.
+func commitPending(pf *durable.PendingFile, src, dst string) error {
+	// The archive-wal lock makes us the only writer of wals/, and dst was
+	// absent a moment ago; re-check so a stored file is never replaced.
+	if _, err := os.Lstat(dst); err == nil {
+		return fmt.Errorf("%s appeared while archiving %s", dst, src)
+	}
+	return pf.Commit()
 }
 
 // storeByLink stores an uncompressed file without copying it: after the

@@ -30,7 +30,7 @@ func benchSegments(b *testing.B, dir string, n int) []string {
 	return names
 }
 
-func benchArchive(b *testing.B, comp string) {
+func benchArchive(b *testing.B, comp string, parallel int) {
 	const n = 200
 	dir := b.TempDir()
 	src := filepath.Join(dir, "src")
@@ -44,6 +44,7 @@ func benchArchive(b *testing.B, comp string) {
 	for b.Loop() {
 		b.StopTimer()
 		e := newEnvAt(b, filepath.Join(dir, "run", string(rune('a'+run%26))), benchSegSize, comp)
+		e.opts.Parallel = parallel
 		run++
 		for _, name := range names {
 			if err := os.Link(filepath.Join(src, name), filepath.Join(e.opts.Layout.IncomingDir, name)); err != nil {
@@ -68,10 +69,14 @@ func benchArchive(b *testing.B, comp string) {
 }
 
 // BenchmarkArchivePlain: archive-wal of 200 × 16 MiB segments, stored plain.
-func BenchmarkArchivePlain(b *testing.B) { benchArchive(b, CompressionNone) }
+func BenchmarkArchivePlain(b *testing.B) { benchArchive(b, CompressionNone, 0) }
 
 // BenchmarkArchiveZstd: the same batch compressed with zstd.
-func BenchmarkArchiveZstd(b *testing.B) { benchArchive(b, CompressionZstd) }
+func BenchmarkArchiveZstd(b *testing.B) { benchArchive(b, CompressionZstd, 0) }
+
+// BenchmarkArchiveZstdSequential: the same with one file compressed at a
+// time (Options.Parallel = 1), for comparison.
+func BenchmarkArchiveZstdSequential(b *testing.B) { benchArchive(b, CompressionZstd, 1) }
 
 func benchGet(b *testing.B, comp string) {
 	e := newEnv(b, benchSegSize, comp)

@@ -38,6 +38,10 @@ type Options struct {
 	Compression string
 	// CompressionLevel tunes the encoder (0 = Cellar's default, fast).
 	CompressionLevel int
+	// Parallel is how many files archive-wal compresses at once when
+	// Compression is set (0 = runtime.GOMAXPROCS(0), 1 = one at a time).
+	// Files are still stored and catalogued one by one in name order.
+	Parallel int
 	// SegmentSize is the server's wal_segment_size (0 = 16 MiB).
 	SegmentSize uint64
 	// SystemID is the server's system identifier; 0 means unknown and
@@ -81,6 +85,9 @@ func (o *Options) check() error {
 			// working directory.
 			return fmt.Errorf("server %s: archive: %s directory is not set", o.Server, what)
 		}
+	}
+	if o.Parallel < 0 {
+		return fmt.Errorf("server %s: archive: parallel %d is negative", o.Server, o.Parallel)
 	}
 	if err := ValidateCompression(o.Compression); err != nil {
 		return fmt.Errorf("server %s: %w", o.Server, err)
