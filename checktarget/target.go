@@ -23,11 +23,20 @@ import (
 )
 
 // Target is a server seen by the probes.
+//
+// A Target caches what it parsed from the catalog (backup.info files,
+// the running xlog.db summary; see cache.go), so a long-lived Target (the
+// exporter's) re-reads only what changed. It is safe for concurrent use.
 type Target struct {
-	s *server.Server
+	s       *server.Server
+	backups backupCache
+	wals    walCache
 }
 
-var _ checks.Target = (*Target)(nil)
+var (
+	_ checks.Target        = (*Target)(nil)
+	_ checks.WALSummarizer = (*Target)(nil)
+)
 
 // New wraps s.
 func New(s *server.Server) *Target { return &Target{s: s} }
@@ -171,21 +180,20 @@ func (t *Target) pgStatus(ctx context.Context, ci config.Conninfo, withSlot bool
 	return out, nil
 }
 
+// Backups reads the catalog's backups, parsing only the backup.info files
+// that changed since the previous call.
 func (t *Target) Backups(ctx context.Context) ([]checks.Backup, error) {
-	infos, err := t.s.Catalog().Backups()
-	out := make([]checks.Backup, 0, len(infos))
-	for _, b := range infos {
-		cb := checks.Backup{
-			ID: b.ID, Status: string(b.Status), BeginTime: b.BeginTime, EndTime: b.EndTime,
-			BeginWAL: b.BeginWAL, EndWAL: b.EndWAL, Timeline: uint32(b.Timeline),
-			ParentID: b.ParentBackupID, WALSegmentSize: uint64(b.XLogSegmentSize),
-		}
-		if b.Size != nil {
-			cb.Size = *b.Size
-		}
-		out = append(out, cb)
+	return t.backups.backups(t.s.Layout())
+}
+
+// WALSummary implements checks.WALSummarizer: the summary of xlog.db for
+// backups, reading only the lines appended since the previous call.
+func (t *Target) WALSummary(ctx context.Context, backups []checks.Backup) (*checks.WALSummary, error) {
+	s, err := t.wals.summary(ctx, t.s.Layout().XLogDBPath(), backups)
+	if err != nil {
+		return nil, fmt.Errorf("server %s: %w", t.s.Name(), err)
 	}
-	return out, err
+	return s, nil
 }
 
 func (t *Target) WALs(ctx context.Context, fn func(checks.WAL) error) error {
@@ -193,8 +201,7 @@ func (t *Target) WALs(ctx context.Context, fn func(checks.WAL) error) error {
 		return nil
 	}
 	return t.s.XLogDB().Scan(ctx, func(w catalog.WALInfo) error {
-		sec := int64(w.Time)
-		return fn(checks.WAL{Name: w.Name, Size: w.Size, Time: time.Unix(sec, int64((w.Time-float64(sec))*1e9))})
+		return fn(toWAL(w))
 	})
 }
 
