@@ -88,6 +88,9 @@ func runDaemon(ctx context.Context, g *globalOptions, opts daemonOptions, _ []st
 	if err := reg.Register(col); err != nil {
 		return fmt.Errorf("daemon: registering collector: %w", err)
 	}
+	// Warm the catalog caches now, so that the first scrape does not pay
+	// for reading every backup.info and the whole xlog.db.
+	go func() { _, _ = reg.Gather() }()
 	jm, err := exporter.NewJobMetrics(reg)
 	if err != nil {
 		return fmt.Errorf("daemon: registering job metrics: %w", err)

@@ -43,6 +43,9 @@ func newExporterCommand(g *globalOptions) *cobra.Command {
 			if err := reg.Register(col); err != nil {
 				return err
 			}
+			// Warm the catalog caches now, so that the first scrape does not pay
+			// for reading every backup.info and the whole xlog.db.
+			go func() { _, _ = reg.Gather() }()
 			listen := o.listen
 			if len(listen) == 0 {
 				listen = []string{cfg.Global.Web.ListenAddress}
