@@ -70,6 +70,9 @@ func Connect(ctx context.Context, conninfo string, opts ...Option) (*Conn, error
 	if cfg.RuntimeParams["application_name"] == "" && o.applicationName != "" {
 		cfg.RuntimeParams["application_name"] = o.applicationName
 	}
+	// Cellar's connections are short-lived and run each statement once or
+	// twice: preparing and caching statements only doubles round trips.
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
 	target := describe(&cfg.Config)
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
