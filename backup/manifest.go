@@ -3,56 +3,28 @@ package backup
 import (
 	"bytes"
 	"crypto/sha256"
-	"crypto/sha512"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
-	"hash/crc32"
 	"sort"
+
+	"github.com/cellar-backup/cellar/catalog"
 )
 
 // ErrManifest reports a backup whose received files do not match the
 // server's backup_manifest.
 var ErrManifest = errors.New("backup manifest mismatch")
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// newChecksum returns the hash for a manifest checksum algorithm, or nil for
-// NONE.
+// newChecksum returns the hash for a manifest checksum algorithm ("" is
+// PostgreSQL's default, CRC32C), or nil for NONE.
 func newChecksum(alg string) (hash.Hash, error) {
-	switch alg {
-	case "CRC32C", "":
-		return &crc32c{}, nil
-	case "SHA224":
-		return sha256.New224(), nil
-	case "SHA256":
-		return sha256.New(), nil
-	case "SHA384":
-		return sha512.New384(), nil
-	case "SHA512":
-		return sha512.New(), nil
-	case "NONE":
-		return nil, nil
+	if alg == "" {
+		alg = "CRC32C"
 	}
-	return nil, fmt.Errorf("unknown manifest checksum algorithm %q", alg)
+	return catalog.ManifestHash(alg)
 }
-
-// crc32c is hash.Hash for CRC-32C with PostgreSQL's digest layout: the
-// uint32 in little-endian byte order (pg_checksum_final memcpy's it on x86;
-// manifests from other architectures would differ, see verify).
-type crc32c struct{ sum uint32 }
-
-func (c *crc32c) Write(p []byte) (int, error) {
-	c.sum = crc32.Update(c.sum, castagnoli, p)
-	return len(p), nil
-}
-func (c *crc32c) Sum(b []byte) []byte { return binary.LittleEndian.AppendUint32(b, c.sum) }
-func (c *crc32c) Reset()              { c.sum = 0 }
-func (c *crc32c) Size() int           { return 4 }
-func (c *crc32c) BlockSize() int      { return 1 }
 
 // FileSum is what was received for one regular file of the backup: its path
 // as the manifest names it (relative to PGDATA, tablespace files under

@@ -3,18 +3,17 @@ package passive
 import (
 	"bytes"
 	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
-	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/cellar-backup/cellar/catalog"
 )
 
 // manifestFile is one Files entry of a PostgreSQL backup_manifest.
@@ -131,22 +130,15 @@ func checkManifestFile(path string, f manifestFile) error {
 	if fi.Size() != f.Size {
 		return fmt.Errorf("size %d, manifest says %d", fi.Size(), f.Size)
 	}
-	var h hash.Hash
-	switch strings.ToUpper(f.Algorithm) {
-	case "", "NONE":
+	if f.Algorithm == "" {
 		return nil
-	case "CRC32C":
-		h = crc32.New(crc32.MakeTable(crc32.Castagnoli))
-	case "SHA224":
-		h = sha256.New224()
-	case "SHA256":
-		h = sha256.New()
-	case "SHA384":
-		h = sha512.New384()
-	case "SHA512":
-		h = sha512.New()
-	default:
-		return fmt.Errorf("unknown checksum algorithm %q", f.Algorithm)
+	}
+	h, err := catalog.ManifestHash(f.Algorithm)
+	if err != nil {
+		return err
+	}
+	if h == nil { // NONE: the size check above is all there is
+		return nil
 	}
 	fh, err := os.Open(path)
 	if err != nil {
@@ -156,12 +148,7 @@ func checkManifestFile(path string, f manifestFile) error {
 	if _, err := io.Copy(h, fh); err != nil {
 		return err
 	}
-	sum := h.Sum(nil)
-	if f.Algorithm == "CRC32C" {
-		// PostgreSQL prints the CRC as a little-endian byte string.
-		sum = []byte{sum[3], sum[2], sum[1], sum[0]}
-	}
-	if got := hex.EncodeToString(sum); !strings.EqualFold(got, f.Checksum) {
+	if got := hex.EncodeToString(h.Sum(nil)); !strings.EqualFold(got, f.Checksum) {
 		return fmt.Errorf("%s checksum %s, manifest says %s", f.Algorithm, got, f.Checksum)
 	}
 	return nil

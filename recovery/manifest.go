@@ -1,17 +1,13 @@
 package recovery
 
 import (
-	"crypto/sha256"
-	"crypto/sha512"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"hash"
-	"hash/crc32"
 	"io"
 	"os"
+
+	"github.com/cellar-backup/cellar/catalog"
 )
 
 // manifest is the part of a PostgreSQL backup_manifest a delta restore
@@ -46,44 +42,14 @@ func loadManifest(path string) (manifest, error) {
 	return m, nil
 }
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// crc32cHash produces PostgreSQL's manifest CRC-32C digest: the uint32 in
-// little-endian byte order (as pg_checksum_final copies it on x86).
-type crc32cHash struct{ sum uint32 }
-
-func (c *crc32cHash) Write(p []byte) (int, error) {
-	c.sum = crc32.Update(c.sum, castagnoli, p)
-	return len(p), nil
-}
-func (c *crc32cHash) Sum(b []byte) []byte { return binary.LittleEndian.AppendUint32(b, c.sum) }
-func (c *crc32cHash) Reset()              { c.sum = 0 }
-func (c *crc32cHash) Size() int           { return 4 }
-func (c *crc32cHash) BlockSize() int      { return 1 }
-
-var errUnknownChecksum = errors.New("unknown manifest checksum algorithm")
-
-func newManifestHash(alg string) (hash.Hash, error) {
-	switch alg {
-	case "CRC32C":
-		return &crc32cHash{}, nil
-	case "SHA224":
-		return sha256.New224(), nil
-	case "SHA256":
-		return sha256.New(), nil
-	case "SHA384":
-		return sha512.New384(), nil
-	case "SHA512":
-		return sha512.New(), nil
-	}
-	return nil, fmt.Errorf("%w %q", errUnknownChecksum, alg)
-}
-
 // fileChecksum hashes a file with a manifest algorithm (hex digest).
 func fileChecksum(path, alg string) (string, error) {
-	h, err := newManifestHash(alg)
+	h, err := catalog.ManifestHash(alg)
 	if err != nil {
 		return "", err
+	}
+	if h == nil {
+		return "", fmt.Errorf("checksum %s: algorithm %s has no digest", path, alg)
 	}
 	f, err := os.Open(path)
 	if err != nil {
