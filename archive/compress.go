@@ -2,7 +2,6 @@ package archive
 
 import (
 	"bufio"
-	"bytes"
 	"compress/bzip2"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
+
+	"github.com/cellar-backup/cellar/catalog"
 )
 
 // Compression names as Barman writes them in xlog.db and accepts in the
@@ -30,19 +31,6 @@ const (
 // but Cellar cannot produce (bzip2, xz, snappy) or read (xz, snappy) it.
 var ErrUnsupportedCompression = errors.New("unsupported compression")
 
-// magic numbers, longest first where prefixes could overlap.
-var magics = []struct {
-	name  string
-	magic []byte
-}{
-	{CompressionSnappy, []byte("\xff\x06\x00\x00sNaPpY")},
-	{CompressionXZ, []byte("\xfd7zXZ\x00")},
-	{CompressionZstd, []byte{0x28, 0xb5, 0x2f, 0xfd}},
-	{CompressionLZ4, []byte{0x04, 0x22, 0x4d, 0x18}},
-	{CompressionBzip2, []byte("BZh")},
-	{CompressionGzip, []byte{0x1f, 0x8b}},
-}
-
 // sniffLen is how many leading bytes DetectCompression needs at most.
 const sniffLen = 10
 
@@ -51,12 +39,7 @@ const sniffLen = 10
 // segment starts with XLOG_PAGE_MAGIC (0xD1xx little-endian), which none of
 // the magics below can match, so a plain segment is never misdetected.
 func DetectCompression(head []byte) string {
-	for _, m := range magics {
-		if bytes.HasPrefix(head, m.magic) {
-			return m.name
-		}
-	}
-	return CompressionNone
+	return catalog.CompressionFromMagic(head)
 }
 
 // ValidateCompression reports whether Cellar can write name (the

@@ -54,8 +54,8 @@ func FuzzPutWAL(f *testing.F) {
 // FuzzSniffDecompressor: arbitrary (possibly truncated or corrupt)
 // compressed input yields an error, never a panic.
 func FuzzSniffDecompressor(f *testing.F) {
-	for _, m := range magics {
-		f.Add(append(append([]byte{}, m.magic...), 1, 2, 3, 4, 5, 6, 7, 8))
+	for _, magic := range []string{"\xff\x06\x00\x00sNaPpY", "\xfd7zXZ\x00", "\x28\xb5\x2f\xfd", "\x04\x22\x4d\x18", "BZh", "\x1f\x8b"} {
+		f.Add(append([]byte(magic), 1, 2, 3, 4, 5, 6, 7, 8))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, _, err := SniffDecompressor(bytes.NewReader(data))

@@ -32,11 +32,18 @@ func SniffCompression(r io.Reader) (string, error) {
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return "", err
 	}
-	buf = buf[:n]
+	return CompressionFromMagic(buf[:n]), nil
+}
+
+// CompressionFromMagic names the compression of a stream from its first
+// bytes (gzip, bzip2, zstd, lz4, xz, snappy), or "" when none matches. The
+// magics are disjoint, and none can match a WAL segment's XLOG_PAGE_MAGIC.
+// archive-wal, rebuild-xlogdb and recover all detect compression with it.
+func CompressionFromMagic(head []byte) string {
 	for _, m := range compressionMagic {
-		if bytes.HasPrefix(buf, m.magic) {
-			return m.name, nil
+		if bytes.HasPrefix(head, m.magic) {
+			return m.name
 		}
 	}
-	return "", nil
+	return ""
 }

@@ -2,7 +2,6 @@ package recovery
 
 import (
 	"bufio"
-	"bytes"
 	"compress/bzip2"
 	"errors"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
+
+	"github.com/cellar-backup/cellar/catalog"
 )
 
 // This is a private copy of the few decoders recovery needs: the archive
@@ -22,29 +23,10 @@ import (
 // cannot read (xz, snappy, or an unknown name).
 var errUnsupportedCompression = errors.New("unsupported compression")
 
-var codecMagics = []struct {
-	name  string
-	magic []byte
-}{
-	{"snappy", []byte("\xff\x06\x00\x00sNaPpY")},
-	{"xz", []byte("\xfd7zXZ\x00")},
-	{"zstd", []byte{0x28, 0xb5, 0x2f, 0xfd}},
-	{"lz4", []byte{0x04, 0x22, 0x4d, 0x18}},
-	{"bzip2", []byte("BZh")},
-	{"gzip", []byte{0x1f, 0x8b}},
-}
-
 // sniffCodec names the compression of a stream from its first bytes, or ""
 // when it is not compressed. WAL pages and tar headers cannot start with
 // any of these magics.
-func sniffCodec(head []byte) string {
-	for _, m := range codecMagics {
-		if bytes.HasPrefix(head, m.magic) {
-			return m.name
-		}
-	}
-	return ""
-}
+func sniffCodec(head []byte) string { return catalog.CompressionFromMagic(head) }
 
 // codecFromSuffix maps a tar file suffix (as pg_basebackup and Cellar name
 // them) to a codec name.
