@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/renameio/v2"
 
@@ -64,6 +65,14 @@ func ParseXLogLine(line string) (WALInfo, error) {
 
 // Line formats w as Barman writes it:
 // "name\tsize\ttime\tcompression\tencryption\n", time as Python str(float).
+// ModTime is the file's original mtime, which xlog.db keeps as float
+// seconds since the epoch.
+func (w WALInfo) ModTime() time.Time {
+	sec := int64(w.Time)
+	return time.Unix(sec, int64((w.Time-float64(sec))*1e9))
+}
+
+// Line is the xlog.db line for w, newline included.
 func (w WALInfo) Line() string {
 	return string(w.appendLine(nil))
 }

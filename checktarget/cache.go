@@ -334,6 +334,5 @@ func (c *walCache) readFrom(ctx context.Context, f *os.File, path string) error 
 }
 
 func toWAL(w catalog.WALInfo) checks.WAL {
-	sec := int64(w.Time)
-	return checks.WAL{Name: w.Name, Size: w.Size, Time: time.Unix(sec, int64((w.Time-float64(sec))*1e9))}
+	return checks.WAL{Name: w.Name, Size: w.Size, Time: w.ModTime()}
 }

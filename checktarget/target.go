@@ -19,7 +19,6 @@ import (
 	"github.com/cellar-backup/cellar/passive"
 	"github.com/cellar-backup/cellar/postgres"
 	"github.com/cellar-backup/cellar/server"
-	"github.com/cellar-backup/cellar/wal"
 )
 
 // Target is a server seen by the probes.
@@ -197,7 +196,7 @@ func (t *Target) WALSummary(ctx context.Context, backups []checks.Backup) (*chec
 }
 
 func (t *Target) WALs(ctx context.Context, fn func(checks.WAL) error) error {
-	if _, err := statFile(t.s.Layout().XLogDBPath()); errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(t.s.Layout().XLogDBPath()); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	return t.s.XLogDB().Scan(ctx, func(w catalog.WALInfo) error {
@@ -226,15 +225,7 @@ func (t *Target) Passive(ctx context.Context) (*checks.PassiveStatus, error) {
 	if !cfg.IsPassive() {
 		return nil, checks.ErrNotConfigured
 	}
-	opts := passive.Options{
-		Server:             t.s.Name(),
-		Layout:             t.s.Layout(),
-		PrimarySSHCommand:  cfg.PrimarySSHCommand,
-		BandwidthLimitKBps: cfg.BandwidthLimit,
-		Compression:        string(cfg.Compression),
-		Logger:             t.s.Logger(),
-		Now:                t.s.Now,
-	}
+	opts := t.s.PassiveOptions()
 	st := &checks.PassiveStatus{}
 	if _, err := passive.PrimaryInfo(ctx, opts); err != nil {
 		st.PrimaryErr = err
@@ -250,10 +241,3 @@ func (t *Target) Passive(ctx context.Context) (*checks.PassiveStatus, error) {
 	}
 	return st, nil
 }
-
-// keep the wal import used for documentation of LSN types in signatures.
-var _ wal.LSN
-
-var osStat = os.Stat
-
-func statFile(p string) (fs.FileInfo, error) { return osStat(p) }

@@ -86,7 +86,7 @@ func (s *Server) WALStatsFor(ctx context.Context, backups []*catalog.BackupInfo)
 				st.UntilNextNum++
 				st.UntilNextSize += w.Size
 				st.LastWAL = w.Name
-				if t := floatTime(w.Time); t.After(st.LastWALTime) {
+				if t := w.ModTime(); t.After(st.LastWALTime) {
 					st.LastWALTime = t
 				}
 				c := w.Compression
@@ -99,9 +99,4 @@ func (s *Server) WALStatsFor(ctx context.Context, backups []*catalog.BackupInfo)
 		return nil
 	})
 	return out, err
-}
-
-func floatTime(f float64) time.Time {
-	sec := int64(f)
-	return time.Unix(sec, int64((f-float64(sec))*1e9))
 }

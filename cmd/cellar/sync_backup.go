@@ -17,15 +17,7 @@ func passiveOptions(g *globalOptions, s *server.Server) (passive.Options, error)
 	if !cfg.IsPassive() {
 		return passive.Options{}, usageError("server %s is not passive: set primary_ssh_command", s.Name())
 	}
-	opts := passive.Options{
-		Server:             s.Name(),
-		Layout:             s.Layout(),
-		PrimarySSHCommand:  cfg.PrimarySSHCommand,
-		BandwidthLimitKBps: cfg.BandwidthLimit,
-		Compression:        string(cfg.Compression),
-		Logger:             s.Logger(),
-		Now:                s.Now,
-	}
+	opts := s.PassiveOptions()
 	if cfg.ForwardConfigPath && g.configFile != "" {
 		opts.RemoteConfig = g.configFile
 	}
