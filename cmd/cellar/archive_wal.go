@@ -62,11 +62,7 @@ func newCheckBackupCommand(g *globalOptions) *cobra.Command {
 		Short: "Check that every WAL a backup needs is archived (WAITING_FOR_WALS → DONE or FAILED)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := g.server(args[0])
-			if err != nil {
-				return err
-			}
-			b, err := resolveBackup(s, args[1])
+			s, b, err := g.serverBackup(args[0], args[1])
 			if err != nil {
 				return err
 			}

@@ -149,11 +149,7 @@ func newShowBackupCommand(g *globalOptions) *cobra.Command {
 		Short: "Show the details of one backup",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := g.server(args[0])
-			if err != nil {
-				return err
-			}
-			b, err := resolveBackup(s, args[1])
+			s, b, err := g.serverBackup(args[0], args[1])
 			if err != nil {
 				return err
 			}
@@ -190,15 +186,21 @@ func newShowBackupCommand(g *globalOptions) *cobra.Command {
 	}
 }
 
-func resolveBackup(s *server.Server, ref string) (*catalog.BackupInfo, error) {
+// serverBackup resolves the SERVER and BACKUP arguments that the backup
+// commands share: an id, a name or a shortcut (latest, oldest, ...).
+func (g *globalOptions) serverBackup(name, ref string) (*server.Server, *catalog.BackupInfo, error) {
+	s, err := g.server(name)
+	if err != nil {
+		return nil, nil, err
+	}
 	b, err := s.ResolveBackup(ref)
 	if err != nil {
 		if errors.Is(err, catalog.ErrNotFound) {
-			return nil, withCode(exitFailure, fmt.Errorf("server %s: unknown backup %q", s.Name(), ref))
+			return nil, nil, withCode(exitFailure, fmt.Errorf("server %s: unknown backup %q", s.Name(), ref))
 		}
-		return nil, err
+		return nil, nil, err
 	}
-	return b, nil
+	return s, b, nil
 }
 
 type section struct {

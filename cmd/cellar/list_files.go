@@ -40,11 +40,7 @@ func runListFiles(ctx context.Context, g *globalOptions, target string, args []s
 	default:
 		return usageError("invalid --target %q: use data, wal, full or standalone", target)
 	}
-	s, err := g.server(args[0])
-	if err != nil {
-		return err
-	}
-	b, err := resolveBackup(s, args[1])
+	s, b, err := g.serverBackup(args[0], args[1])
 	if err != nil {
 		return err
 	}

@@ -17,11 +17,7 @@ func newDeleteCommand(g *globalOptions) *cobra.Command {
 		Short: "Delete a backup and the WAL only it needed",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := g.server(args[0])
-			if err != nil {
-				return err
-			}
-			b, err := resolveBackup(s, args[1])
+			s, b, err := g.serverBackup(args[0], args[1])
 			if err != nil {
 				return err
 			}
@@ -53,11 +49,7 @@ func newKeepCommand(g *globalOptions) *cobra.Command {
 			if n != 1 {
 				return usageError("keep: give exactly one of --target, --status, --release")
 			}
-			s, err := g.server(args[0])
-			if err != nil {
-				return err
-			}
-			b, err := resolveBackup(s, args[1])
+			s, b, err := g.serverBackup(args[0], args[1])
 			if err != nil {
 				return err
 			}
