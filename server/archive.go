@@ -62,7 +62,7 @@ func (s *Server) ArchiveOptions(out io.Writer) archive.Options {
 		NoStreamingArchiver: !c.StreamingArchiver,
 		Out:                 out,
 		Logger:              s.log,
-		Now:                 s.now,
+		Now:                 s.Now,
 	}
 }
 

@@ -45,7 +45,7 @@ func (s *Server) BackupOptions() (backup.Options, error) {
 		ReuseBackup:         string(cfg.ReuseBackup),
 		MaxRateKBps:         int64(cfg.BandwidthLimit),
 		Logger:              s.log,
-		Now:                 s.now,
+		Now:                 s.Now,
 	}, nil
 }
 

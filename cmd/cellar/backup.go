@@ -12,7 +12,6 @@ import (
 
 	"github.com/cellar-backup/cellar/backup"
 	"github.com/cellar-backup/cellar/catalog"
-	"github.com/cellar-backup/cellar/config"
 	"github.com/cellar-backup/cellar/server"
 )
 
@@ -65,23 +64,11 @@ func runBackup(ctx context.Context, g *globalOptions, opts backupOptions, args [
 }
 
 func backupOne(ctx context.Context, g *globalOptions, s *server.Server, opts backupOptions, ckptSet, bwSet bool) error {
-	cfg := s.Config()
-	if cfg.BackupMethod != config.BackupMethodPostgres {
-		return fmt.Errorf("server %s: backup_method %s is not supported (only postgres)", s.Name(), cfg.BackupMethod)
+	bo, err := s.BackupOptions()
+	if err != nil {
+		return err
 	}
-	bo := backup.Options{
-		Server:              s.Name(),
-		Layout:              s.Layout(),
-		Conninfo:            cfg.Conninfo.Raw(),
-		ReplConninfo:        cfg.StreamingConninfo.Raw(),
-		Compression:         string(cfg.BackupCompression),
-		ImmediateCheckpoint: cfg.ImmediateCheckpoint,
-		ReuseBackup:         string(cfg.ReuseBackup),
-		MaxRateKBps:         int64(cfg.BandwidthLimit),
-		Name:                opts.name,
-		Logger:              g.logger.With("server", s.Name()),
-		Now:                 s.Now,
-	}
+	bo.Name = opts.name
 	if ckptSet {
 		bo.ImmediateCheckpoint = opts.immediateCheckpoint
 	}
