@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 
 	"github.com/cellar-backup/cellar/archive/stream"
 	"github.com/cellar-backup/cellar/config"
@@ -14,12 +13,11 @@ import (
 	"github.com/cellar-backup/cellar/server"
 )
 
-// serverTasks implements jobs.Tasks over *server.Server. The configuration
-// is swapped on reload (SetConfig), so each task looks its server up by
-// name at run time.
+// serverTasks implements jobs.Tasks over *server.Server, each task looking
+// its server up by name at run time. A reload builds a new serverTasks
+// (newTasks) rather than changing this one.
 type serverTasks struct {
 	g   *globalOptions
-	mu  sync.RWMutex
 	cfg *config.Config
 }
 
@@ -33,18 +31,8 @@ func newTasks(g *globalOptions) (jobs.Tasks, error) {
 	return &serverTasks{g: g, cfg: cfg}, nil
 }
 
-// SetConfig replaces the configuration after a reload.
-func (t *serverTasks) SetConfig(cfg *config.Config) {
-	t.mu.Lock()
-	t.cfg = cfg
-	t.mu.Unlock()
-}
-
 func (t *serverTasks) server(name string) (*server.Server, error) {
-	t.mu.RLock()
-	cfg := t.cfg
-	t.mu.RUnlock()
-	return server.New(cfg, name, t.g.logger.With("server", name))
+	return server.New(t.cfg, name, t.g.logger.With("server", name))
 }
 
 func (t *serverTasks) ArchiveWAL(ctx context.Context, name string) error {
