@@ -474,9 +474,24 @@ func fillStatus(info *catalog.BackupInfo, st *postgres.Status) {
 	}
 }
 
+// ErrSystemIDMismatch means the server is not the cluster this catalog's
+// identity.json belongs to; backing it up into this catalog would mix two
+// clusters' WAL and backups.
+var ErrSystemIDMismatch = errors.New("system identifier does not match identity.json")
+
+// ensureIdentity writes identity.json before the first backup (Barman's
+// write_identity_file) and refuses a server whose system identifier differs
+// from the one recorded.
 func ensureIdentity(l catalog.Layout, st *postgres.Status) error {
-	if _, err := os.Stat(l.IdentityPath()); err == nil {
+	old, err := catalog.ReadIdentity(l)
+	switch {
+	case err == nil:
+		if st.SystemID != "" && old.SystemID != st.SystemID {
+			return fmt.Errorf("server %s: system identifier %s: %w (%s)", l.Server, st.SystemID, ErrSystemIDMismatch, old.SystemID)
+		}
 		return nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
 	}
 	return catalog.WriteIdentity(l, catalog.Identity{SystemID: st.SystemID, Version: st.MajorVersion()})
 }

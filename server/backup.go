@@ -61,9 +61,6 @@ func (s *Server) Backup(ctx context.Context, name string, progress io.Writer) (*
 	if err := s.layout.MakeDirs(); err != nil {
 		return nil, err
 	}
-	if _, err := s.WriteIdentity(ctx); err != nil {
-		return nil, err
-	}
 	info, err := backup.Run(ctx, bo)
 	if err != nil {
 		return info, err
