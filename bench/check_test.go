@@ -247,6 +247,7 @@ func TestPeerScrape(t *testing.T) {
 		return d, len(body)
 	}
 	cpu0 := procCPU(cmd.Process.Pid)
+	firstAt := time.Now()
 	first, size := scrape()
 	var warm []time.Duration
 	for range scrapes {
@@ -254,6 +255,14 @@ func TestPeerScrape(t *testing.T) {
 		d, _ := scrape()
 		warm = append(warm, d)
 	}
+	// A scrape after min_probe_interval (15 s) has passed since the first
+	// one re-evaluates every probe, PostgreSQL ones included.
+	if wait := 16*time.Second - time.Since(firstAt); wait > 0 {
+		time.Sleep(wait)
+	}
+	waitQuiet(t)
+	reeval, _ := scrape()
+	warm = append(warm, reeval)
 	cpu := procCPU(cmd.Process.Pid) - cpu0
 	rss, hwm := procRSS(cmd.Process.Pid)
 	verdict := func(ok bool) string {
@@ -270,8 +279,8 @@ func TestPeerScrape(t *testing.T) {
 	for _, d := range warm {
 		worst = max(worst, d)
 	}
-	emit(t, fmt.Sprintf("scrape (%d servers × %d backups × %d xlog.db lines): first GET /metrics %.1f ms, median of next %d %.1f ms, slowest %.1f ms (target < 50 ms, judged on the slowest) %s [runs %s s; body %d bytes; exporter CPU for %d scrapes %.2f s]",
-		nsrv, nbackups, nlines, ms(first), scrapes, ms(med), ms(worst), verdict(worst < 50*time.Millisecond), list(warm), size, scrapes+1, cpu.Seconds()))
+	emit(t, fmt.Sprintf("scrape (%d servers × %d backups × %d xlog.db lines): first GET /metrics %.1f ms, median of next %d %.1f ms, re-evaluating scrape (16 s later) %.1f ms, slowest %.1f ms (target < 50 ms, judged on the slowest) %s [runs %s s; body %d bytes; exporter CPU for %d scrapes %.2f s]",
+		nsrv, nbackups, nlines, ms(first), scrapes, ms(med), ms(reeval), ms(worst), verdict(worst < 50*time.Millisecond), list(warm), size, scrapes+2, cpu.Seconds()))
 	emit(t, fmt.Sprintf("exporter RSS after scrapes: %.1f MB, peak (VmHWM) %.1f MB (target < 100 MB) %s",
 		float64(rss)/1e6, float64(hwm)/1e6, verdict(hwm < 100e6)))
 }
