@@ -236,6 +236,7 @@ func (r *Registry) runOne(parent, runCtx context.Context, t Target, p Probe, bud
 		}
 	}
 	res.Duration = time.Since(start)
+	res.At = start
 	return res
 }
 

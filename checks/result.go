@@ -80,6 +80,8 @@ type Result struct {
 	// Perf is Nagios perfdata in base units.
 	Perf     []Perf
 	Duration time.Duration
+	// At is when the probe started (results may be served from a cache).
+	At time.Time
 	// Critical is false for Barman's NON_CRITICAL_CHECKS.
 	Critical bool
 	// FailureOnly: Barman prints this check only when it fails.

@@ -53,8 +53,8 @@ type Collector struct {
 	timeout time.Duration
 	logger  *slog.Logger
 
-	status, duration, up, info, scrapeDuration *prometheus.Desc
-	gauges                                     []gaugeDesc
+	status, duration, up, info, scrapeDuration, oldest *prometheus.Desc
+	gauges                                             []gaugeDesc
 }
 
 type gaugeDesc struct {
@@ -71,7 +71,7 @@ func NewCollector(reg *checks.Registry, targets Targets, opts Options) *Collecto
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Collector{
-		cache:   checks.NewCache(reg, opts.MinProbeInterval, opts.Now),
+		cache:   newCache(reg, opts),
 		targets: targets,
 		timeout: opts.ScrapeTimeout,
 		logger:  opts.Logger,
@@ -86,6 +86,9 @@ func NewCollector(reg *checks.Registry, targets Targets, opts Options) *Collecto
 		info: prometheus.NewDesc(namespace+"_server_info",
 			"Configuration of a Cellar server (value 1).",
 			[]string{"server", "backup_method", "archiver", "streaming_archiver", "active", "passive", "postgresql_version"}, nil),
+		oldest: prometheus.NewDesc(namespace+"_check_oldest_result_timestamp_seconds",
+			"When the oldest check result served for the server was evaluated. Results older than the minimum probe interval are re-evaluated in the background while the previous ones are served.",
+			[]string{"server"}, nil),
 		scrapeDuration: prometheus.NewDesc(namespace+"_scrape_duration_seconds",
 			"Time this scrape spent evaluating the checks of all servers.", nil, nil),
 	}
@@ -106,6 +109,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.up
 	ch <- c.info
 	ch <- c.scrapeDuration
+	ch <- c.oldest
 	for _, g := range c.gauges {
 		ch <- g.desc
 	}
@@ -114,8 +118,11 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Forget drops a removed server's cached results.
 func (c *Collector) Forget(server string) { c.cache.Forget(server) }
 
-// Collect implements prometheus.Collector: the checks of all targets run
-// concurrently under one scrape deadline.
+// Collect implements prometheus.Collector. A server's first evaluation
+// runs during the scrape (all servers concurrently, under one scrape
+// deadline); afterwards a scrape serves the latest results at once and
+// re-evaluates stale probes in the background, so scrape latency does not
+// depend on how long PostgreSQL takes to accept connections.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	start := time.Now()
 	// Collect has no context (client_golang #1538): the scrape deadline
@@ -126,13 +133,29 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	all := make([][]checks.Result, len(targets))
 	var wg sync.WaitGroup
 	for i, t := range targets {
-		wg.Go(func() { all[i] = c.cache.Run(ctx, t) })
+		wg.Go(func() { all[i] = c.cache.Serve(ctx, t, c.timeout) })
 	}
 	wg.Wait()
 	for i, t := range targets {
 		c.collectServer(ch, t, all[i])
 	}
 	ch <- prometheus.MustNewConstMetric(c.scrapeDuration, prometheus.GaugeValue, time.Since(start).Seconds())
+}
+
+// stateSaver is a target that can persist its catalog caches
+// (checktarget.Target), so that a restarted exporter starts warm.
+type stateSaver interface{ SaveState() error }
+
+func newCache(reg *checks.Registry, opts Options) *checks.Cache {
+	c := checks.NewCache(reg, opts.MinProbeInterval, opts.Now)
+	c.AfterRun(func(t checks.Target) {
+		if s, ok := t.(stateSaver); ok {
+			if err := s.SaveState(); err != nil {
+				opts.Logger.Debug("save probe state", "server", t.Name(), "err", err)
+			}
+		}
+	})
+	return c
 }
 
 func onOff(b bool) string {
@@ -153,7 +176,11 @@ func (c *Collector) collectServer(ch chan<- prometheus.Metric, t checks.Target, 
 		onOff(cfg.Archiver), onOff(cfg.StreamingArchiver), strconv.FormatBool(cfg.Active), strconv.FormatBool(cfg.IsPassive()), version)
 	up := 1.0
 	values := map[string]float64{}
+	var oldest time.Time
 	for _, r := range results {
+		if !r.At.IsZero() && (oldest.IsZero() || r.At.Before(oldest)) {
+			oldest = r.At
+		}
 		if r.Status == checks.Unknown {
 			up = 0
 			c.logger.Debug("check unknown", "server", name, "check", r.Key, "hint", r.Hint)
@@ -165,6 +192,9 @@ func (c *Collector) collectServer(ch chan<- prometheus.Metric, t checks.Target, 
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up, name)
+	if !oldest.IsZero() {
+		ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, float64(oldest.UnixNano())/1e9, name)
+	}
 	for _, g := range c.gauges {
 		if g.g.Label == "" {
 			if v, ok := values[g.g.Name]; ok {

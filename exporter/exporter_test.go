@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -388,5 +389,87 @@ func TestServe(t *testing.T) {
 	}
 	if err := Serve(t.Context(), h, HTTPOptions{ListenAddresses: []string{"127.0.0.1:0"}, WebConfigFile: bad}); err == nil {
 		t.Error("bad web config accepted")
+	}
+}
+
+// slowFake is a fakeTarget whose PostgreSQL answers only when released,
+// and which counts SaveState calls (as checktarget.Target persists its
+// caches after each evaluation).
+type slowFake struct {
+	*fakeTarget
+	release chan struct{}
+	saves   atomic.Int32
+}
+
+func (s *slowFake) PostgresStatus(ctx context.Context) (*checks.PGStatus, error) {
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+	}
+	return nil, io.ErrUnexpectedEOF
+}
+
+func (s *slowFake) SaveState() error { s.saves.Add(1); return nil }
+
+// TestCollectorServesWhileRefreshing: once a server was evaluated, a
+// scrape does not wait for PostgreSQL; stale probes are re-run in the
+// background and their age is exported.
+func TestCollectorServesWhileRefreshing(t *testing.T) {
+	t.Parallel()
+	sf := &slowFake{fakeTarget: newFake(t, "pg1"), release: make(chan struct{})}
+	var clock atomic.Int64
+	clock.Store(t0.UnixNano())
+	c := NewCollector(checks.Default(), TargetList{sf}, Options{ScrapeTimeout: 30 * time.Second,
+		MinProbeInterval: time.Minute, Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+
+	// First scrape: nothing evaluated yet, so it waits for PostgreSQL.
+	first := make(chan error, 1)
+	go func() { _, err := reg.Gather(); first <- err }()
+	select {
+	case <-first:
+		t.Fatal("first scrape returned before the first evaluation finished")
+	case <-time.After(50 * time.Millisecond):
+	}
+	sf.release <- struct{}{}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if got := gaugeValue(t, reg, "cellar_check_status", map[string]string{"server": "pg1", "check": "postgresql"}); got != 2 {
+		t.Fatalf("postgresql status = %v, want 2", got)
+	}
+	before := gaugeValue(t, reg, "cellar_check_oldest_result_timestamp_seconds", map[string]string{"server": "pg1"})
+	if before <= 0 {
+		t.Fatalf("oldest result timestamp = %v", before)
+	}
+
+	// Stale: scrapes return at once although PostgreSQL does not answer.
+	clock.Add(int64(2 * time.Minute))
+	for range 3 {
+		done := make(chan error, 1)
+		go func() { _, err := reg.Gather(); done <- err }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a scrape waited for the background refresh")
+		}
+	}
+	close(sf.release)
+	deadline := time.Now().Add(10 * time.Second)
+	for gaugeValue(t, reg, "cellar_check_oldest_result_timestamp_seconds", map[string]string{"server": "pg1"}) <= before {
+		if time.Now().After(deadline) {
+			t.Fatal("the background refresh never replaced the stale results")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for sf.saves.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("SaveState called %d times, want after each of the 2 evaluations", sf.saves.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
