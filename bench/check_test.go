@@ -12,8 +12,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cellar-backup/cellar/internal/pgtest"
 )
@@ -60,6 +63,7 @@ func TestPeerCheck(t *testing.T) {
 	c.Exec(t, "SELECT pg_switch_wal()")
 
 	var cs, bs []sample
+	var floor []time.Duration
 	var cOut, bOut string
 	for range rounds {
 		waitQuiet(t)
@@ -68,10 +72,49 @@ func TestPeerCheck(t *testing.T) {
 		waitQuiet(t)
 		s, out = runAnyExit(t, be.cmd("check", "pg"))
 		bs, bOut = append(bs, s), out
+		waitQuiet(t)
+		floor = append(floor, connectFloor(t, conn, nsrv))
 	}
 	t.Logf("last cellar check all output (head):\n%s", head(cOut, 40))
 	t.Logf("last barman check pg output:\n%s", bOut)
 	compare(t, fmt.Sprintf("check: cellar check all (%d servers) vs barman check (1 server)", nsrv), cs, bs, 0.2)
+	emit(t, fmt.Sprintf("check floor: opening the %d connections check all needs (%d normal + %d replication, all at once, SELECT 1 / IDENTIFY_SYSTEM, no Cellar code) to this one cluster takes %.1f ms (median; runs %s s)",
+		2*nsrv, nsrv, nsrv, ms(medianDur(floor)), list(floor)))
+}
+
+// connectFloor opens, concurrently, one normal and one replication
+// connection per server to the cluster, as `check all` does, runs the
+// cheapest statement on each and closes them: what PostgreSQL alone
+// costs, without Cellar.
+func connectFloor(t testing.TB, conninfo string, nsrv int) time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*nsrv)
+	for range nsrv {
+		for _, c := range []struct{ ci, sql string }{{conninfo, "SELECT 1"}, {conninfo + " replication=yes", "IDENTIFY_SYSTEM"}} {
+			wg.Go(func() {
+				pc, err := pgconn.Connect(ctx, c.ci)
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer pc.Close(ctx)
+				if _, err := pc.Exec(ctx, c.sql).ReadAll(); err != nil {
+					errs <- err
+				}
+			})
+		}
+	}
+	wg.Wait()
+	d := time.Since(start)
+	close(errs)
+	for err := range errs {
+		t.Fatalf("connection floor: %v", err)
+	}
+	return d
 }
 
 func head(s string, lines int) string {
