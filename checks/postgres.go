@@ -36,7 +36,8 @@ func versionText(pg *PGStatus) string {
 func probePostgreSQL() Probe {
 	return Probe{
 		Name: "PostgreSQL", Key: "postgresql", Group: "postgres", Critical: true,
-		Applies: notPassive,
+		Applies:  notPassive,
+		Prefetch: func(ctx context.Context, t Target) { _, _ = t.PostgresStatus(ctx) },
 		Run: func(ctx context.Context, t Target) Result {
 			pg, err := t.PostgresStatus(ctx)
 			if err != nil || pg == nil || pg.ServerVersion == 0 {
@@ -94,7 +95,8 @@ func streamingResult(st *StreamingStatus, err error) Result {
 func probePostgreSQLStreaming() Probe {
 	return Probe{
 		Name: "PostgreSQL streaming", Key: "postgresql_streaming", Group: "postgres", Critical: true,
-		Applies: hasStreaming,
+		Applies:  hasStreaming,
+		Prefetch: func(ctx context.Context, t Target) { _, _ = t.StreamingStatus(ctx) },
 		Run: func(ctx context.Context, t Target) Result {
 			if _, ok := pgStatus(ctx, t); !ok {
 				return Skip()

@@ -56,6 +56,11 @@ type Probe struct {
 	Applies func(Target) bool
 	// Run performs the check. ctx carries the probe's deadline.
 	Run func(ctx context.Context, t Target) Result
+	// Prefetch, when set, is started in the background as a run begins
+	// (if the probe is due and applies), to fetch what Run will ask the
+	// run's memoizing target for: a server's PostgreSQL connections are
+	// then opened concurrently rather than one after the other.
+	Prefetch func(ctx context.Context, t Target)
 }
 
 // Registry is an ordered list of probes. It is immutable after
@@ -155,6 +160,14 @@ func (r *Registry) run(ctx context.Context, t Target, mode Mode, want func(Probe
 	}
 	mt := memoize(t)
 	name := t.Name()
+	for _, p := range r.probes {
+		if p.Prefetch != nil && (want == nil || want(p)) && applies(p, mt) {
+			go func() {
+				defer func() { _ = recover() }() // Run reports the failure
+				p.Prefetch(runCtx, mt)
+			}()
+		}
+	}
 	results := make([]Result, 0, len(r.probes))
 	for _, p := range r.probes {
 		if want != nil && !want(p) {

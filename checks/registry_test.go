@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 )
@@ -209,5 +210,58 @@ func TestCache(t *testing.T) {
 	// UNKNOWN is not cached: the second call re-ran "counted".
 	if runs.Load() != 203 {
 		t.Errorf("runs = %d, want 203", runs.Load())
+	}
+}
+
+// barrierTarget answers PostgresStatus and StreamingStatus only once both
+// have been asked for: a run that opens them one after the other would
+// wait until its deadline.
+type barrierTarget struct {
+	*realTarget
+	arrived chan struct{}
+	both    chan struct{}
+	once    sync.Once
+}
+
+func (b *barrierTarget) wait(ctx context.Context) error {
+	b.arrived <- struct{}{}
+	if len(b.arrived) == 2 {
+		b.once.Do(func() { close(b.both) })
+	}
+	select {
+	case <-b.both:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (b *barrierTarget) PostgresStatus(ctx context.Context) (*PGStatus, error) {
+	if err := b.wait(ctx); err != nil {
+		return nil, err
+	}
+	return &PGStatus{ServerVersion: 150000, ServerVersionText: "15.0", IsSuperuser: true, WALLevel: "replica", SystemID: "7"}, nil
+}
+
+func (b *barrierTarget) StreamingStatus(ctx context.Context) (*StreamingStatus, error) {
+	if err := b.wait(ctx); err != nil {
+		return nil, err
+	}
+	return &StreamingStatus{SystemID: "7", Timeline: 1, ServerVersion: 150000}, nil
+}
+
+func TestPrefetchOpensConnectionsConcurrently(t *testing.T) {
+	t.Parallel()
+	bt := &barrierTarget{realTarget: newRealTarget(t, "pg"), arrived: make(chan struct{}, 2), both: make(chan struct{})}
+	bt.cfg.CheckTimeout = 3 * time.Second
+	res := Default().Run(t.Context(), bt, Full)
+	got := map[string]Status{}
+	for _, r := range res {
+		got[r.Key] = r.Status
+	}
+	for _, key := range []string{"postgresql", "postgresql_streaming"} {
+		if st, ok := got[key]; !ok || st != OK {
+			t.Errorf("%s = %v (present %v), want OK: the two connections were not opened concurrently", key, st, ok)
+		}
 	}
 }

@@ -96,6 +96,7 @@ func probeWALStreamingConn() Probe {
 	return Probe{
 		Name: "PostgreSQL streaming (WAL streaming)", Key: "wal_streaming_postgresql_streaming",
 		Group: "wal_streaming", Critical: true, Applies: hasWALStreaming,
+		Prefetch: func(ctx context.Context, t Target) { _, _ = t.WALStreamingStatus(ctx) },
 		Run: func(ctx context.Context, t Target) Result {
 			st, err := t.WALStreamingStatus(ctx)
 			if isNotConfigured(err) {
