@@ -78,6 +78,11 @@ type backupCache struct {
 	metaDir, baseDir fileID
 	items            []backupItem
 	gen              int // evaluations since the listing, for restatSlices
+
+	// ver counts changes worth saving (state.go): the listing, the
+	// directories' identities, a file parsed or dropped. gen alone does
+	// not count (it moves every evaluation).
+	ver uint64
 }
 
 func dirID(path string) (fileID, error) {
@@ -122,8 +127,12 @@ func (c *backupCache) backups(l catalog.Layout) ([]checks.Backup, error) {
 	if full {
 		listedAt := time.Now()
 		items, err := listBackups(l)
-		c.listed = err == nil && err1 == nil && err2 == nil
-		c.quiet = listedAt.Sub(time.Unix(0, metaDir.mtime)) > quietFor && listedAt.Sub(time.Unix(0, baseDir.mtime)) > quietFor
+		listed := err == nil && err1 == nil && err2 == nil
+		quiet := listedAt.Sub(time.Unix(0, metaDir.mtime)) > quietFor && listedAt.Sub(time.Unix(0, baseDir.mtime)) > quietFor
+		if listed != c.listed || quiet != c.quiet || metaDir != c.metaDir || baseDir != c.baseDir || !slices.Equal(items, c.items) {
+			c.ver++
+		}
+		c.listed, c.quiet = listed, quiet
 		c.metaDir, c.baseDir, c.items, c.gen = metaDir, baseDir, items, 0
 		if err != nil {
 			errs = append(errs, err)
@@ -141,7 +150,7 @@ func (c *backupCache) backups(l catalog.Layout) ([]checks.Backup, error) {
 		}
 		fi, err := os.Stat(it.path)
 		if err != nil {
-			delete(c.files, it.path)
+			c.drop(it.path)
 			if it.meta {
 				// A meta/ file that vanished since the listing is an
 				// error, as for the catalog; a base/<id> directory
@@ -157,13 +166,14 @@ func (c *backupCache) backups(l catalog.Layout) ([]checks.Backup, error) {
 		}
 		info, err := catalog.ReadBackupInfo(it.path)
 		if err != nil {
-			delete(c.files, it.path)
+			c.drop(it.path)
 			errs = append(errs, fmt.Errorf("server %s: backup %s: %w", l.Server, it.id, err))
 			continue
 		}
 		info.ID = it.id
 		b := toBackup(info)
 		c.files[it.path] = cachedInfo{id: fid, b: b}
+		c.ver++
 		out = append(out, b)
 	}
 	if full {
@@ -181,8 +191,15 @@ func (c *backupCache) sweep() {
 	}
 	for p := range c.files {
 		if !listed[p] {
-			delete(c.files, p)
+			c.drop(p)
 		}
+	}
+}
+
+func (c *backupCache) drop(path string) {
+	if _, ok := c.files[path]; ok {
+		delete(c.files, path)
+		c.ver++
 	}
 }
 
@@ -245,6 +262,8 @@ type walCache struct {
 	// fullReads counts reads from offset 0 (tests check that appends do
 	// not cause one).
 	fullReads int
+	// ver counts changes worth saving (state.go).
+	ver uint64
 }
 
 // summary brings the running summary up to date with xlog.db at path and
@@ -260,6 +279,12 @@ type walCache struct {
 func (c *walCache) summary(ctx context.Context, path string, backups []checks.Backup) (*checks.WALSummary, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	wasValid, wasOffset := c.valid, c.offset
+	defer func() {
+		if c.valid != wasValid || c.offset != wasOffset {
+			c.ver++
+		}
+	}()
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		c.valid = false
@@ -284,6 +309,7 @@ func (c *walCache) summary(ctx context.Context, path string, backups []checks.Ba
 		c.valid, c.dev, c.ino, c.offset, c.tail = true, dev, ino, 0, c.tail[:0]
 		c.acc = checks.NewWALAccumulator(backups)
 		c.fullReads++
+		c.ver++
 	}
 	if err := c.readFrom(ctx, f, path); err != nil {
 		return nil, err

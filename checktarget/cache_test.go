@@ -20,7 +20,7 @@ import (
 
 // newCatalogServer builds server "pg" with an empty catalog; conninfo
 // points nowhere (only the catalog is read here).
-func newCatalogServer(t *testing.T) *server.Server {
+func newCatalogServer(t testing.TB) *server.Server {
 	t.Helper()
 	root := t.TempDir()
 	cfgFile := filepath.Join(root, "cellar.yaml")
@@ -64,7 +64,7 @@ func reference(t *testing.T, s *server.Server) ([]checks.Backup, *checks.WALSumm
 	return bs, sum
 }
 
-func saveBackup(t *testing.T, s *server.Server, id string, status catalog.Status, begin, end int, tli uint32) {
+func saveBackup(t testing.TB, s *server.Server, id string, status catalog.Status, begin, end int, tli uint32) {
 	t.Helper()
 	b := catalog.NewBackupInfo(id)
 	b.Status = status
@@ -303,7 +303,7 @@ func TestCachedConcurrent(t *testing.T) {
 // age sets the mtimes of meta/ and base/ an hour back, as if the catalog
 // had been quiet since: the next listing can then be trusted while the
 // directories keep that identity.
-func age(t *testing.T, s *server.Server) {
+func age(t testing.TB, s *server.Server) {
 	t.Helper()
 	old := time.Now().Add(-time.Hour)
 	for _, d := range []string{s.Layout().MetaDir, s.Layout().BaseDir} {
@@ -313,7 +313,7 @@ func age(t *testing.T, s *server.Server) {
 	}
 }
 
-func writeLegacy(t *testing.T, s *server.Server, id string, status catalog.Status, size int64) {
+func writeLegacy(t testing.TB, s *server.Server, id string, status catalog.Status, size int64) {
 	t.Helper()
 	b := catalog.NewBackupInfo(id)
 	b.Status = status

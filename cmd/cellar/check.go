@@ -79,7 +79,14 @@ func runCheck(cmd *cobra.Command, g *globalOptions, o checkOptions, args []strin
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = reg.Run(cmd.Context(), checktarget.New(s), checks.Full)
+			t := checktarget.New(s)
+			// The exporter's saved catalog caches, when there are any, spare
+			// re-reading every backup.info and the whole xlog.db. check
+			// itself saves nothing: it may run as another user.
+			if err := t.LoadState(); err != nil {
+				g.logger.Debug("probe state not used", "server", s.Name(), "err", err)
+			}
+			results[i] = reg.Run(cmd.Context(), t, checks.Full)
 		}()
 	}
 	wg.Wait()

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"sync/atomic"
@@ -74,7 +75,7 @@ func runDaemon(ctx context.Context, g *globalOptions, opts daemonOptions, _ []st
 	if err != nil {
 		return err
 	}
-	targets := &targetSet{}
+	targets := &targetSet{log: g.logger}
 	targets.set(srvs)
 
 	reg := prometheus.NewRegistry()
@@ -88,8 +89,8 @@ func runDaemon(ctx context.Context, g *globalOptions, opts daemonOptions, _ []st
 	if err := reg.Register(col); err != nil {
 		return fmt.Errorf("daemon: registering collector: %w", err)
 	}
-	// Warm the catalog caches now, so that the first scrape does not pay
-	// for reading every backup.info and the whole xlog.db.
+	// Evaluate every server now, so that the first scrape finds the
+	// catalog caches warm and PostgreSQL already asked.
 	go func() { _, _ = reg.Gather() }()
 	jm, err := exporter.NewJobMetrics(reg)
 	if err != nil {
@@ -226,11 +227,15 @@ func (r *reloadableTasks) StartReceiveWAL(ctx context.Context, srv string) (jobs
 
 // targetSet is the exporter's server list, swapped on reload.
 type targetSet struct {
-	p atomic.Pointer[[]checks.Target]
+	p   atomic.Pointer[[]checks.Target]
+	log *slog.Logger
 }
 
+// set swaps in targets for srvs, their catalog caches primed from the
+// state the previous targets saved (a reload does not start cold).
 func (s *targetSet) set(srvs []*server.Server) {
 	t := checktarget.All(srvs)
+	loadProbeState(t, s.log)
 	s.p.Store(&t)
 }
 

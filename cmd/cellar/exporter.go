@@ -1,6 +1,10 @@
 package main
 
 import (
+	"log/slog"
+	"runtime"
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
@@ -35,7 +39,9 @@ func newExporterCommand(g *globalOptions) *cobra.Command {
 			reg := prometheus.NewRegistry()
 			self := prometheus.NewRegistry()
 			self.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			col := exporter.NewCollector(checks.Default().WithLogger(g.logger), exporter.TargetList(checktarget.All(srvs)), exporter.Options{
+			targets := checktarget.All(srvs)
+			loadProbeState(targets, g.logger)
+			col := exporter.NewCollector(checks.Default().WithLogger(g.logger), exporter.TargetList(targets), exporter.Options{
 				ScrapeTimeout:    cfg.Global.Web.ScrapeTimeout,
 				MinProbeInterval: cfg.Global.Web.MinProbeInterval,
 				Logger:           g.logger,
@@ -43,8 +49,8 @@ func newExporterCommand(g *globalOptions) *cobra.Command {
 			if err := reg.Register(col); err != nil {
 				return err
 			}
-			// Warm the catalog caches now, so that the first scrape does not pay
-			// for reading every backup.info and the whole xlog.db.
+			// Evaluate every server now, so that the first scrape finds the
+			// catalog caches warm and PostgreSQL already asked.
 			go func() { _, _ = reg.Gather() }()
 			listen := o.listen
 			if len(listen) == 0 {
@@ -66,4 +72,27 @@ func newExporterCommand(g *globalOptions) *cobra.Command {
 	c.Flags().StringArrayVar(&o.listen, "web.listen-address", nil, "address to listen on (default global.web.listen_address, 127.0.0.1:9533)")
 	c.Flags().StringVar(&o.webConfig, "web.config.file", "", "exporter-toolkit web configuration file (TLS, basic auth)")
 	return c
+}
+
+// loadProbeState primes the targets' catalog caches from the state their
+// previous evaluations saved (checktarget.Target.SaveState), concurrently,
+// so that a restarted exporter does not re-read every backup.info and
+// xlog.db. A missing, stale or unreadable state only means a cold start.
+func loadProbeState(targets []checks.Target, log *slog.Logger) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for _, t := range targets {
+		ct, ok := t.(*checktarget.Target)
+		if !ok {
+			continue
+		}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if err := ct.LoadState(); err != nil {
+				log.Info("probe state not used: catalog caches start cold", "server", ct.Name(), "err", err)
+			}
+		})
+	}
+	wg.Wait()
 }
