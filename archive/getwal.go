@@ -8,7 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cellar-backup/cellar/wal"
@@ -138,13 +140,25 @@ func GetWAL(ctx context.Context, opts Options, name string, w io.Writer, g GetOp
 		}
 	}
 	defer f.Close()
-	buf := make([]byte, 256<<10)
-	if g.KeepCompression || strings.HasSuffix(path, ".partial") {
-		if _, err := copyBuffer(ctx, w, f, buf); err != nil {
+	raw := g.KeepCompression || strings.HasSuffix(path, ".partial")
+	if !raw && g.Compression == CompressionNone {
+		// A segment stored plain is sent as it is. The magic bytes are
+		// read with pread so that the copy starts at offset 0 and the
+		// kernel can do it (see sendFile).
+		head := make([]byte, sniffLen)
+		k, err := f.ReadAt(head, 0)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("server %s: get-wal %s: read %s: %w", opts.Server, name, path, err)
+		}
+		raw = DetectCompression(head[:k]) == CompressionNone
+	}
+	if raw {
+		if _, err := sendFile(ctx, w, f); err != nil {
 			return fmt.Errorf("server %s: get-wal %s: send %s: %w", opts.Server, name, path, err)
 		}
 		return nil
 	}
+	buf := make([]byte, 256<<10)
 	plain, _, err := SniffDecompressor(f)
 	if err != nil {
 		return fmt.Errorf("server %s: get-wal %s: read %s: %w", opts.Server, name, path, err)
@@ -161,6 +175,98 @@ func GetWAL(ctx context.Context, opts Options, name string, w io.Writer, g GetOp
 		return fmt.Errorf("server %s: get-wal %s: %w", opts.Server, name, err)
 	}
 	return nil
+}
+
+// sendChunk is how much sendFile copies between two checks of ctx: large
+// enough that a 16 MiB segment takes two kernel copies, small enough that
+// a cancelled get-wal stops soon.
+const sendChunk = 8 << 20
+
+// sendFile copies f (from its current offset) to w, checking ctx between
+// chunks. io.CopyN keeps w's ReadFrom in use, so when w is a regular
+// *os.File (get-wal -o, wal-restore, stdout redirected to a file) the
+// kernel copies with copy_file_range and the bytes never enter this
+// process; when w is a pipe (stdout under ssh) sendfile(2) does the same
+// (see sendToPipe). Other writers get a plain buffered copy.
+func sendFile(ctx context.Context, w io.Writer, f *os.File) (int64, error) {
+	n, done, err := sendToPipe(ctx, w, f)
+	if done || err != nil {
+		return n, err
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		k, err := io.CopyN(w, f, sendChunk)
+		n += k
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// sendToPipe sends f to w with sendfile(2) when w is a pipe (get-wal's
+// stdout under ssh or a shell pipeline): Go's own zero-copy paths cover
+// file-to-file and file-to-socket, not file-to-pipe. done is false when
+// w is not a pipe or the kernel refused part way (non-blocking pipe, old
+// kernel): the caller copies the rest, from f's offset, after the n bytes
+// already sent.
+func sendToPipe(ctx context.Context, w io.Writer, f *os.File) (n int64, done bool, err error) {
+	out, ok := w.(*os.File)
+	if !ok || runtime.GOOS != "linux" {
+		return 0, false, nil
+	}
+	if fi, err := out.Stat(); err != nil || fi.Mode()&fs.ModeNamedPipe == 0 {
+		return 0, false, nil
+	}
+	start, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return 0, false, nil
+	}
+	oc, err := out.SyscallConn()
+	if err != nil {
+		return 0, false, nil
+	}
+	ic, err := f.SyscallConn()
+	if err != nil {
+		return 0, false, nil
+	}
+	off := start
+	for {
+		if err := ctx.Err(); err != nil {
+			return off - start, true, err
+		}
+		var k int
+		var serr error
+		cerr := ic.Read(func(in uintptr) bool {
+			werr := oc.Write(func(o uintptr) bool {
+				k, serr = syscall.Sendfile(int(o), int(in), &off, sendChunk)
+				return true
+			})
+			if serr == nil {
+				serr = werr
+			}
+			return true
+		})
+		if serr == nil {
+			serr = cerr
+		}
+		switch {
+		case errors.Is(serr, syscall.EINTR):
+			continue
+		case serr != nil || k == 0:
+			// k == 0 is EOF. On an error (EAGAIN from a non-blocking pipe,
+			// EINVAL from an old kernel) the caller copies the rest the
+			// ordinary way from where sendfile stopped.
+			if _, err := f.Seek(off, io.SeekStart); err != nil {
+				return off - start, true, err
+			}
+			return off - start, serr == nil, nil
+		}
+	}
 }
 
 // Peek lists up to count consecutive WAL segments starting at name that

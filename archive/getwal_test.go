@@ -227,3 +227,88 @@ func TestBzip2Read(t *testing.T) {
 		t.Error("re-encode bzip2 → zstd failed")
 	}
 }
+
+// TestGetWALPlainSend: a segment stored plain is sent as it is, whatever
+// the writer: a file (copy_file_range), a pipe (sendfile), or a buffer;
+// a cancelled context stops it.
+func TestGetWALPlainSend(t *testing.T) {
+	t.Parallel()
+	const segSize = 16 * mib // more than one sendChunk
+	e := newEnv(t, segSize, CompressionNone)
+	name := segName(1, 1, segSize)
+	want := segment(name, segSize, testSysID, 7)
+	put(t, e.opts.Layout.IncomingDir, name, want)
+	e.archive()
+	ctx := context.Background()
+
+	t.Run("file", func(t *testing.T) {
+		t.Parallel()
+		f, err := os.Create(t.TempDir() + "/out")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := GetWAL(ctx, e.opts, name, f, GetOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := os.ReadFile(f.Name())
+		if !bytes.Equal(got, want) {
+			t.Fatalf("file copy differs (%d bytes, want %d)", len(got), len(want))
+		}
+	})
+	t.Run("pipe", func(t *testing.T) {
+		t.Parallel()
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan []byte)
+		go func() {
+			b, _ := io.ReadAll(r)
+			done <- b
+		}()
+		err = GetWAL(ctx, e.opts, name, w, GetOptions{})
+		w.Close()
+		got := <-done
+		r.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("pipe copy differs (%d bytes, want %d)", len(got), len(want))
+		}
+	})
+	t.Run("buffer", func(t *testing.T) {
+		t.Parallel()
+		var b bytes.Buffer
+		if err := GetWAL(ctx, e.opts, name, &b, GetOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b.Bytes(), want) {
+			t.Fatal("buffer copy differs")
+		}
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		t.Parallel()
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if err := GetWAL(cctx, e.opts, name, io.Discard, GetOptions{}); !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want context.Canceled", err)
+		}
+	})
+	t.Run("re-encoded", func(t *testing.T) {
+		t.Parallel()
+		var b bytes.Buffer
+		if err := GetWAL(ctx, e.opts, name, &b, GetOptions{Compression: CompressionZstd}); err != nil {
+			t.Fatal(err)
+		}
+		plain, kind, err := SniffDecompressor(&b)
+		if err != nil || kind != CompressionZstd {
+			t.Fatalf("sniff: %s %v", kind, err)
+		}
+		got, err := io.ReadAll(plain)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("zstd round trip differs: %v", err)
+		}
+	})
+}

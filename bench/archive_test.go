@@ -308,52 +308,156 @@ func TestPeerArchiveWAL(t *testing.T) {
 	compare(t, fmt.Sprintf("archive-wal plain%s vs barman plain, %d segments", how, n), cPlain, bPlain, 0.5)
 	compare(t, fmt.Sprintf("archive-wal zstd%s vs barman gzip, %d segments", how, n), cZstd, bGzip, 0.1)
 
-	// get-wal latency per segment from the zstd archive, as restore_command
-	// would fetch it (decompressed into a file).
-	out := filepath.Join(root, "getwal")
-	if err := os.MkdirAll(out, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	getCLI := cellarHas("get-wal")
-	var lat []time.Duration
-	var cpu []time.Duration
-	for _, name := range names {
-		if getCLI {
-			s, _ := timeCmd(t, ce.cmd("get-wal", "zstd", name, "-o", out))
-			lat = append(lat, s.wall)
-			cpu = append(cpu, s.cpu)
-		} else {
-			lat = append(lat, inProcessGetWAL(t, ce, "zstd", name, filepath.Join(out, name)))
-		}
-		_ = os.Remove(filepath.Join(out, name))
-	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	how = "cellar get-wal CLI process per segment"
-	if !getCLI {
-		how = "in-process archive.GetWAL (get-wal not registered in the CLI)"
-	}
-	p50 := lat[len(lat)/2]
-	verdict := "MET"
-	if p50 > 5*time.Millisecond {
-		verdict = "MISSED"
-	}
-	emit(t, fmt.Sprintf("get-wal zstd p50 latency: %.2f ms (target ≤ 5 ms) %s [p90 %.2f ms, max %.2f ms, %d segments, %s; median cpu %.2f ms]",
-		ms(p50), verdict, ms(lat[len(lat)*9/10]), ms(lat[len(lat)-1]), len(lat), how, ms(medianDur(cpu))))
-
-	// Breakdown: the same fetch in-process (no process start, no config
-	// parse) and the bare CLI start-up cost (`get-wal --test`).
-	var inproc, startup []time.Duration
-	for i, name := range names {
-		inproc = append(inproc, inProcessGetWAL(t, ce, "zstd", name, filepath.Join(out, name)))
-		_ = os.Remove(filepath.Join(out, name))
-		if i < 50 && getCLI {
-			s, _ := timeCmd(t, ce.cmd("get-wal", "--test", "zstd"))
-			startup = append(startup, s.wall)
-		}
-	}
-	emit(t, fmt.Sprintf("get-wal zstd breakdown: in-process fetch p50 %.2f ms; CLI start-up alone (get-wal --test) p50 %.2f ms",
-		ms(medianDur(inproc)), ms(medianDur(startup))))
+	// get-wal / restore_command latency per segment, every path measured
+	// in this run over the same real segments, each with its own verdict
+	// against issue 3's target (p50 ≤ 5 ms per segment):
+	//   (a) in-process archive.GetWAL into a file (no process start);
+	//   (b) `cellar get-wal SRV WAL -o DIR`, one process per segment: the
+	//       figure the target was first stated on (headline verdict);
+	//   (c) `cellar wal-restore` (local mode): plain fetch, a hit in the
+	//       prefetch spool, and a restore_command sequence with -p 8 (the
+	//       per-segment cost PostgreSQL's recovery sees with prefetch);
+	//   (d) floors: cp of the same plain segment to a fresh file, and
+	//       `cellar --version` (process start-up alone).
+	runCellar("plain") // both archives filled again (untimed here)
+	getWALLatency(t, ce, stash, names, root)
 	resetDir(t, filepath.Join(ce.serverDir("zstd"), "wals"), -1, -1)
+	resetDir(t, filepath.Join(ce.serverDir("plain"), "wals"), -1, -1)
+}
+
+// getWALLatency prints the get-wal / wal-restore latency lines (see the
+// caller). Outputs go to fresh names and are removed after each fetch, as
+// PostgreSQL's RECOVERYXLOG is.
+func getWALLatency(t *testing.T, ce cellarEnv, stash string, names []string, root string) {
+	t.Helper()
+	out := filepath.Join(root, "getwal")
+	spool := filepath.Join(root, "spool")
+	for _, d := range []string{out, spool} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dest := filepath.Join(out, "RECOVERYXLOG")
+	clean := func() {
+		_ = os.Remove(dest)
+		ents, _ := os.ReadDir(out)
+		for _, e := range ents {
+			_ = os.Remove(filepath.Join(out, e.Name()))
+		}
+	}
+	verdict := func(p50 time.Duration) string {
+		if p50 > 5*time.Millisecond {
+			return "MISSED"
+		}
+		return "MET"
+	}
+	report := func(label string, lat, cpu []time.Duration) time.Duration {
+		s := append([]time.Duration(nil), lat...)
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		var sum time.Duration
+		for _, d := range s {
+			sum += d
+		}
+		p50 := s[len(s)/2]
+		extra := ""
+		if len(cpu) > 0 {
+			extra = fmt.Sprintf("; median cpu %.2f ms", ms(medianDur(cpu)))
+		}
+		emit(t, fmt.Sprintf("get-wal latency, %s: p50 %.2f ms (target ≤ 5 ms) %s [mean %.2f ms, p90 %.2f ms, max %.2f ms, %d segments%s]",
+			label, ms(p50), verdict(p50), ms(sum/time.Duration(len(s))), ms(s[len(s)*9/10]), ms(s[len(s)-1]), len(s), extra))
+		return p50
+	}
+	timed := func(cmd *exec.Cmd, lat, cpu *[]time.Duration) {
+		s, _ := timeCmd(t, cmd)
+		*lat = append(*lat, s.wall)
+		*cpu = append(*cpu, s.cpu)
+	}
+
+	// (a) in-process.
+	for _, srv := range []string{"plain", "zstd"} {
+		syncFS()
+		waitQuiet(t)
+		var lat []time.Duration
+		for _, name := range names {
+			lat = append(lat, inProcessGetWAL(t, ce, srv, name, filepath.Join(out, name)))
+			clean()
+		}
+		report(fmt.Sprintf("(a) in-process archive.GetWAL to a file, %s archive", srv), lat, nil)
+	}
+
+	// (b) CLI get-wal -o.
+	var headline time.Duration
+	for _, srv := range []string{"plain", "zstd"} {
+		syncFS()
+		waitQuiet(t)
+		var lat, cpu []time.Duration
+		for _, name := range names {
+			timed(ce.cmd("get-wal", srv, name, "-o", out), &lat, &cpu)
+			if fi, err := os.Stat(filepath.Join(out, name)); err != nil || fi.Size() != 16<<20 {
+				t.Fatalf("get-wal %s %s -o: %v", srv, name, err)
+			}
+			clean()
+		}
+		p50 := report(fmt.Sprintf("(b) CLI `cellar get-wal -o`, one process per segment, %s archive", srv), lat, cpu)
+		if srv == "zstd" {
+			headline = p50
+		}
+	}
+
+	// (c) CLI wal-restore, local mode.
+	for _, srv := range []string{"plain", "zstd"} {
+		syncFS()
+		waitQuiet(t)
+		var lat, cpu []time.Duration
+		for _, name := range names {
+			timed(ce.cmd("wal-restore", "--spool-dir", spool, srv, name, dest), &lat, &cpu)
+			clean()
+		}
+		report(fmt.Sprintf("(c) CLI `cellar wal-restore` without prefetch, %s archive", srv), lat, cpu)
+	}
+	for _, srv := range []string{"plain", "zstd"} {
+		syncFS()
+		waitQuiet(t)
+		var lat, cpu []time.Duration
+		for _, name := range names {
+			// The spool holds plain segments whatever the archive stores;
+			// put this one there (untimed) as a previous -p call would.
+			if err := copyFile(filepath.Join(stash, name), filepath.Join(spool, name), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			timed(ce.cmd("wal-restore", "--spool-dir", spool, srv, name, dest), &lat, &cpu)
+			if fi, err := os.Stat(dest); err != nil || fi.Size() != 16<<20 {
+				t.Fatalf("wal-restore %s %s from the spool: %v", srv, name, err)
+			}
+			clean()
+		}
+		report(fmt.Sprintf("(c) CLI `cellar wal-restore` served from the prefetch spool, %s archive", srv), lat, cpu)
+	}
+	for _, srv := range []string{"plain", "zstd"} {
+		_ = os.RemoveAll(spool)
+		syncFS()
+		waitQuiet(t)
+		var lat, cpu []time.Duration
+		for _, name := range names {
+			timed(ce.cmd("wal-restore", "-p", "8", "--spool-dir", spool, srv, name, dest), &lat, &cpu)
+			clean()
+		}
+		report(fmt.Sprintf("(c) CLI `cellar wal-restore -p 8` as restore_command over the sequence (1 fetch + 7 prefetched per 8 segments; the mean is the cost per segment), %s archive", srv), lat, cpu)
+	}
+
+	// (d) floors.
+	syncFS()
+	waitQuiet(t)
+	var cpLat, cpCPU, verLat, verCPU []time.Duration
+	for _, name := range names {
+		timed(exec.Command("cp", filepath.Join(ce.serverDir("plain"), "wals", name[:16], name), dest), &cpLat, &cpCPU)
+		clean()
+		timed(exec.Command(cellarBin, "--version"), &verLat, &verCPU)
+	}
+	report("(d) floor: `cp` of the same plain segment to a fresh file", cpLat, cpCPU)
+	report("(d) floor: `cellar --version` (process start-up alone)", verLat, verCPU)
+	emit(t, fmt.Sprintf("get-wal zstd p50 latency: %.2f ms (target ≤ 5 ms) %s — issue 3's target, judged on (b) CLI `cellar get-wal -o` from the zstd archive; see the (a)-(d) lines above for every path and its own verdict",
+		ms(headline), verdict(headline)))
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -680,12 +681,15 @@ func (b *BackupInfo) Marshal() []byte {
 	return buf.Bytes()
 }
 
-var metaInfoRE = regexp.MustCompile(`^(.+?)-backup\.info$`)
+// Regexps here are compiled on first use, not at package init: every
+// cellar process (restore_command starts one per WAL segment) would
+// pay for them.
+var metaInfoRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(.+?)-backup\.info$`) })
 
 // backupIDFromPath detects the id the way Barman does: the
 // "<id>-backup.info" prefix, else the parent directory name.
 func backupIDFromPath(path string) string {
-	if m := metaInfoRE.FindStringSubmatch(filepath.Base(path)); m != nil {
+	if m := metaInfoRE().FindStringSubmatch(filepath.Base(path)); m != nil {
 		return m[1]
 	}
 	return filepath.Base(filepath.Dir(path))

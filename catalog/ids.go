@@ -3,7 +3,6 @@ package catalog
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -12,7 +11,26 @@ import (
 // backupIDLayout is Barman's backup id format: the local start time.
 const backupIDLayout = "20060102T150405"
 
-var backupIDRE = regexp.MustCompile(`^\d{8}T\d{6}$`)
+// isBackupID matches `^\d{8}T\d{6}$` by hand: it runs for every directory
+// entry of a catalog listing, and a package-level regexp would be compiled
+// at start-up by every cellar process (one per WAL segment under
+// restore_command).
+func isBackupID(s string) bool {
+	if len(s) != len(backupIDLayout) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if i == 8 {
+			if c != 'T' {
+				return false
+			}
+		} else if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
 
 // ErrInvalidBackupID is returned (wrapped) for strings that are not ids.
 var ErrInvalidBackupID = errors.New("invalid backup id")
@@ -23,14 +41,14 @@ var ErrInvalidBackupName = errors.New("invalid backup name")
 // ParseBackupID checks that s is a backup id (YYYYMMDDTHHMMSS). Ids become
 // path components, so everything else is refused.
 func ParseBackupID(s string) error {
-	if !backupIDRE.MatchString(s) {
+	if !isBackupID(s) {
 		return fmt.Errorf("%w: %q", ErrInvalidBackupID, s)
 	}
 	return nil
 }
 
 // IsBackupID reports whether s looks like a backup id.
-func IsBackupID(s string) bool { return backupIDRE.MatchString(s) }
+func IsBackupID(s string) bool { return isBackupID(s) }
 
 // NewBackupID formats t (in its own location; Barman uses local time) as a
 // backup id.

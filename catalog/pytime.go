@@ -4,19 +4,25 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"sync"
 	"time"
 )
 
 // Barman writes backup times as Python str(datetime): "YYYY-MM-DD
 // HH:MM:SS[.ffffff][+HH:MM]" and reads them with dateutil, which also takes
 // the ISO "T" form. A value without an offset is naive and means local time.
-var pyTimeRE = regexp.MustCompile(`^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?\s*(Z|UTC|[+-]\d{2}(?::?\d{2}(?::?\d{2})?)?)?$`)
+// Regexps here are compiled on first use, not at package init: every
+// cellar process (restore_command starts one per WAL segment) would
+// pay for them.
+var pyTimeRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?\s*(Z|UTC|[+-]\d{2}(?::?\d{2}(?::?\d{2})?)?)?$`)
+})
 
 // ParsePyTime parses a backup.info time. Naive values are taken in loc
 // (Barman uses the local zone); fractions beyond microseconds are truncated
 // as Python's datetime does.
 func ParsePyTime(s string, loc *time.Location) (time.Time, error) {
-	m := pyTimeRE.FindStringSubmatch(s)
+	m := pyTimeRE().FindStringSubmatch(s)
 	if m == nil {
 		return time.Time{}, fmt.Errorf("invalid time %q", s)
 	}

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Conninfo is a libpq connection string (keyword form `host=... password=...`
@@ -20,9 +21,14 @@ var (
 	// A keyword value is either single-quoted (backslash escapes, possibly
 	// unterminated, in which case the rest of the string is hidden) or runs
 	// to the next whitespace. (ssl)password covers both libpq secrets.
-	kwSecretRe = regexp.MustCompile(`(?i)(^|[\s])((?:ssl)?password\s*=\s*)('(?:\\.|[^'\\])*'?|(?:\\.|[^\s\\])*)`)
+	// Regexps here are compiled on first use, not at package init: every
+	// cellar process (restore_command starts one per WAL segment) would
+	// pay for them.
+	kwSecretRe = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)(^|[\s])((?:ssl)?password\s*=\s*)('(?:\\.|[^'\\])*'?|(?:\\.|[^\s\\])*)`)
+	})
 	// In a URI query, values run to the next & or #.
-	querySecretRe = regexp.MustCompile(`(?i)([?&](?:ssl)?password=)([^&#]*)`)
+	querySecretRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)([?&](?:ssl)?password=)([^&#]*)`) })
 )
 
 // Raw returns the connection string with its secrets, for connecting only.
@@ -56,7 +62,7 @@ func redactConninfo(s string) string {
 	if strings.HasPrefix(lower, "postgres://") || strings.HasPrefix(lower, "postgresql://") {
 		return redactURI(s)
 	}
-	return kwSecretRe.ReplaceAllString(s, "${1}${2}"+redactedMark)
+	return kwSecretRe().ReplaceAllString(s, "${1}${2}"+redactedMark)
 }
 
 // redactURI hides the userinfo password and password query parameters.
@@ -80,5 +86,5 @@ func redactURI(s string) string {
 		}
 	}
 	out := s[:i+3] + rest
-	return querySecretRe.ReplaceAllString(out, "${1}"+redactedMark)
+	return querySecretRe().ReplaceAllString(out, "${1}"+redactedMark)
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/knadh/koanf/providers/confmap"
@@ -361,8 +362,11 @@ func envLayer(environ []string, fileServers []string, prov provenance) (map[stri
 }
 
 var (
-	serverNameRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
-	slotNameRe   = regexp.MustCompile(`^[0-9a-z_]+$`)
+	// Regexps here are compiled on first use, not at package init: every
+	// cellar process (restore_command starts one per WAL segment) would
+	// pay for them.
+	serverNameRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`) })
+	slotNameRe   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-z_]+$`) })
 )
 
 // ValidServerName reports whether name can be a server: letters, digits,
@@ -372,7 +376,7 @@ func ValidServerName(name string) error {
 	switch {
 	case strings.EqualFold(name, "all"):
 		return &valueError{msg: `"all" is reserved (it means every server on the command line)`, target: ErrInvalidServerName}
-	case len(name) > 64 || !serverNameRe.MatchString(name):
+	case len(name) > 64 || !serverNameRe().MatchString(name):
 		return &valueError{msg: fmt.Sprintf("%q is not a valid server name (use letters, digits, _ . -; no leading dot; at most 64 characters)", name), target: ErrInvalidServerName}
 	}
 	return nil
@@ -493,7 +497,7 @@ func validateServer(cfg *Config, s *Server, r *reporter) {
 			}
 		}
 	}
-	if s.SlotName != "" && (!slotNameRe.MatchString(s.SlotName) || len(s.SlotName) > 63) {
+	if s.SlotName != "" && (!slotNameRe().MatchString(s.SlotName) || len(s.SlotName) > 63) {
 		r.add(p("slot_name"), invalidf("invalid slot_name %q (lower-case letters, digits and _ only, at most 63 characters)", s.SlotName))
 	}
 	if s.Compression == CompressionBzip2 {
@@ -553,7 +557,7 @@ func validateUnique(cfg *Config, r *reporter) {
 }
 
 var (
-	cronFieldRe = regexp.MustCompile(`^[0-9A-Za-z*/,?#-]+$`)
+	cronFieldRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9A-Za-z*/,?#-]+$`) })
 	cronDescr   = []string{"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 )
 
@@ -590,7 +594,7 @@ func validateCron(expr string) error {
 		return bad()
 	}
 	for _, f := range fields {
-		if !cronFieldRe.MatchString(f) {
+		if !cronFieldRe().MatchString(f) {
 			return bad()
 		}
 	}

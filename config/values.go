@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -67,7 +68,10 @@ func parseInt(s string) (int, error) {
 	return n, nil
 }
 
-var intervalRe = regexp.MustCompile(`(?i)^\s*(\d+)\s*(hour|day|week|month)s?\s*$`)
+// Regexps here are compiled on first use, not at package init: every
+// cellar process (restore_command starts one per WAL segment) would
+// pay for them.
+var intervalRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)^\s*(\d+)\s*(hour|day|week|month)s?\s*$`) })
 
 // ParseDuration accepts the three spellings a Cellar duration option may
 // have: Barman's interval syntax (`1 day`, `2 weeks`, `3 hours`, `1 month`
@@ -83,7 +87,7 @@ func ParseDuration(s string) (time.Duration, error) {
 	if t == "" {
 		return 0, bad()
 	}
-	if m := intervalRe.FindStringSubmatch(t); m != nil {
+	if m := intervalRe().FindStringSubmatch(t); m != nil {
 		n, err := strconv.ParseInt(m[1], 10, 64)
 		if err != nil {
 			return 0, bad()
@@ -138,11 +142,11 @@ func isDigits(s string) bool {
 // Ki Mi Gi Ti powers of 1024, no suffix is bytes; `1 Gi` and `1Gi` are equal.
 type Size int64
 
-var sizeRe = regexp.MustCompile(`^\s*(\d+)\s*(k|Ki|M|Mi|G|Gi|T|Ti)?\s*$`)
+var sizeRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\s*(\d+)\s*(k|Ki|M|Mi|G|Gi|T|Ti)?\s*$`) })
 
 // ParseSize parses a Size.
 func ParseSize(s string) (Size, error) {
-	m := sizeRe.FindStringSubmatch(s)
+	m := sizeRe().FindStringSubmatch(s)
 	if m == nil {
 		return 0, invalidf("invalid size %q (use e.g. 1048576, 500k, 10 Mi, 1 Gi, 2T)", s)
 	}
@@ -207,8 +211,10 @@ type RetentionPolicy struct {
 }
 
 var (
-	redundancyRe = regexp.MustCompile(`(?i)^\s*REDUNDANCY\s+(\d+)\s*$`)
-	windowRe     = regexp.MustCompile(`(?i)^\s*RECOVERY\s+WINDOW\s+OF\s+(\d+)\s+(DAY|WEEK|MONTH)S?\s*$`)
+	redundancyRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)^\s*REDUNDANCY\s+(\d+)\s*$`) })
+	windowRe     = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)^\s*RECOVERY\s+WINDOW\s+OF\s+(\d+)\s+(DAY|WEEK|MONTH)S?\s*$`)
+	})
 )
 
 // ParseRetentionPolicy parses `REDUNDANCY n` or
@@ -218,7 +224,7 @@ func ParseRetentionPolicy(s string) (RetentionPolicy, error) {
 	bad := func() error {
 		return invalidf("invalid retention policy %q (use REDUNDANCY n or RECOVERY WINDOW OF n DAYS|WEEKS|MONTHS)", s)
 	}
-	if m := redundancyRe.FindStringSubmatch(s); m != nil {
+	if m := redundancyRe().FindStringSubmatch(s); m != nil {
 		n, err := strconv.Atoi(m[1])
 		if err != nil {
 			return RetentionPolicy{}, bad()
@@ -228,7 +234,7 @@ func ParseRetentionPolicy(s string) (RetentionPolicy, error) {
 		}
 		return RetentionPolicy{Kind: RetentionRedundancy, Value: n}, nil
 	}
-	if m := windowRe.FindStringSubmatch(s); m != nil {
+	if m := windowRe().FindStringSubmatch(s); m != nil {
 		n, err := strconv.Atoi(m[1])
 		if err != nil || n > 1_000_000 {
 			return RetentionPolicy{}, bad()

@@ -3,6 +3,7 @@ package postgres
 import (
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // redacted replaces secret values in conninfo strings and error messages.
@@ -12,12 +13,19 @@ var (
 	// Keyword form: password / sslpassword followed by a quoted value
 	// (backslash escapes, possibly unterminated, hiding the rest) or a bare
 	// value running to the next whitespace.
-	kwPasswordRe = regexp.MustCompile(`(?i)(^|[\s'"` + "`" + `(])((?:ssl)?password\s*=\s*)('(?:\\.|[^'\\])*'?|(?:\\.|[^\s\\'"` + "`" + `)])*)`)
+	// Regexps here are compiled on first use, not at package init: every
+	// cellar process (restore_command starts one per WAL segment) would
+	// pay for them.
+	kwPasswordRe = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)(^|[\s'"` + "`" + `(])((?:ssl)?password\s*=\s*)('(?:\\.|[^'\\])*'?|(?:\\.|[^\s\\'"` + "`" + `)])*)`)
+	})
 	// URI query parameters.
-	uriQueryPasswordRe = regexp.MustCompile(`(?i)([?&](?:ssl)?password=)([^&#\s'"` + "`" + `)]*)`)
+	uriQueryPasswordRe = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)([?&](?:ssl)?password=)([^&#\s'"` + "`" + `)]*)`)
+	})
 	// URI userinfo: scheme://user:secret@host (the secret ends at the last
 	// '@' before the host part).
-	uriUserinfoRe = regexp.MustCompile(`(?i)(postgres(?:ql)?://[^:/?#@\s]*:)([^/?#\s]*)(@)`)
+	uriUserinfoRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)(postgres(?:ql)?://[^:/?#@\s]*:)([^/?#\s]*)(@)`) })
 )
 
 // RedactConninfo returns s (a conninfo in keyword or URI form, or any text
@@ -28,9 +36,9 @@ func RedactConninfo(s string) string {
 	if !strings.Contains(strings.ToLower(s), "password") && !strings.Contains(s, "://") {
 		return s
 	}
-	s = uriUserinfoRe.ReplaceAllString(s, "${1}"+redacted+"${3}")
-	s = uriQueryPasswordRe.ReplaceAllString(s, "${1}"+redacted)
-	return kwPasswordRe.ReplaceAllString(s, "${1}${2}"+redacted)
+	s = uriUserinfoRe().ReplaceAllString(s, "${1}"+redacted+"${3}")
+	s = uriQueryPasswordRe().ReplaceAllString(s, "${1}"+redacted)
+	return kwPasswordRe().ReplaceAllString(s, "${1}${2}"+redacted)
 }
 
 // redactError hides passwords in an error's text while keeping the chain

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -233,7 +234,10 @@ func parseSize(s string) (uint64, error) {
 
 // activePIDRe finds the PID in PostgreSQL's "replication slot "x" is active
 // for PID 123" error.
-var activePIDRe = regexp.MustCompile(`(?i)active for PID (\d+)`)
+// Regexps here are compiled on first use, not at package init: every
+// cellar process (restore_command starts one per WAL segment) would
+// pay for them.
+var activePIDRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)active for PID (\d+)`) })
 
 // slotInUse turns the server's object_in_use error for our slot into a
 // *SlotInUseError, or returns nil.
@@ -243,7 +247,7 @@ func slotInUse(err error, slot string) error {
 		return nil
 	}
 	e := &SlotInUseError{Slot: slot}
-	if m := activePIDRe.FindStringSubmatch(pgErr.Message); m != nil {
+	if m := activePIDRe().FindStringSubmatch(pgErr.Message); m != nil {
 		e.PID, _ = strconv.Atoi(m[1])
 	}
 	return e

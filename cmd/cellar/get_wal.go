@@ -115,7 +115,9 @@ func runGetWAL(ctx context.Context, g *globalOptions, o getWALOptions, srv, walN
 	if _, err := wal.ParseName(walName); err != nil {
 		return getWALError(err)
 	}
-	_, err = walclient.WriteDest(ctx, filepath.Join(o.outDir, walName), func(w io.Writer) error {
+	// No fsync: -o is barman-wal-restore's destination, a restore_command
+	// %p that PostgreSQL fsyncs itself if it keeps it (WriteRestored).
+	_, err = walclient.WriteRestored(ctx, filepath.Join(o.outDir, walName), func(w io.Writer) error {
 		return archive.GetWAL(ctx, opts, walName, w, gopts)
 	})
 	return getWALError(err)

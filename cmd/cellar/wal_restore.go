@@ -149,7 +149,9 @@ func runWALRestore(ctx context.Context, g *globalOptions, o walRestoreOptions, s
 			}()
 		}
 	}
-	_, err = walclient.WriteDest(ctx, dest, func(w io.Writer) error { return src.fetch(ctx, walName, w) })
+	// Temp file and rename but no fsync: PostgreSQL fsyncs the segments
+	// it keeps and fetches again after a crash (WriteRestored).
+	_, err = walclient.WriteRestored(ctx, dest, func(w io.Writer) error { return src.fetch(ctx, walName, w) })
 	if prefetched != nil {
 		if perr := <-prefetched; perr != nil {
 			g.logger.Warn("wal-restore: prefetch incomplete (segments will be fetched on request)", "err", oneLine(perr))
@@ -158,7 +160,7 @@ func runWALRestore(ctx context.Context, g *globalOptions, o walRestoreOptions, s
 	if err != nil {
 		var ee *exitError
 		if !errors.As(err, &ee) {
-			// A local failure (temp file, fsync) is "could not restore",
+			// A local failure (temp file, rename) is "could not restore",
 			// not "not found".
 			return withCode(walclient.RestoreSSHFailed, fmt.Errorf("wal-restore %s: %w", walName, err))
 		}

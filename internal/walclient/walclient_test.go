@@ -186,3 +186,89 @@ func TestWriteDestLeavesNothingOnError(t *testing.T) {
 		t.Fatalf("dest is %q", b)
 	}
 }
+
+func TestWriteRestored(t *testing.T) {
+	t.Parallel()
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		name    string
+		ctx     context.Context
+		fill    func(w io.Writer) error
+		wantErr bool
+	}{
+		{"fill fails after writing", context.Background(), func(w io.Writer) error {
+			_, _ = w.Write(bytes.Repeat([]byte("x"), 1000))
+			return errors.New("boom")
+		}, true},
+		{"context cancelled", cancelled, func(w io.Writer) error {
+			_, err := w.Write([]byte("partial"))
+			return err
+		}, true},
+		{"ok", context.Background(), func(w io.Writer) error {
+			_, err := w.Write([]byte("new"))
+			return err
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			dest := filepath.Join(dir, "RECOVERYXLOG")
+			if err := os.WriteFile(dest, []byte("old"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			n, err := WriteRestored(tc.ctx, dest, tc.fill)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("WriteRestored: n %d err %v, want error %v", n, err, tc.wantErr)
+			}
+			ents, _ := os.ReadDir(dir)
+			if len(ents) != 1 || ents[0].Name() != "RECOVERYXLOG" {
+				t.Fatalf("dir holds %v, want only RECOVERYXLOG (no temp file)", ents)
+			}
+			want := "old"
+			if !tc.wantErr {
+				want = "new"
+				if n != 3 {
+					t.Errorf("n = %d, want 3", n)
+				}
+			}
+			if b, _ := os.ReadFile(dest); string(b) != want {
+				t.Fatalf("dest is %q, want %q", b, want)
+			}
+		})
+	}
+}
+
+// TestWriteRestoredKernelCopy: fill gets the *os.File itself, so io.Copy
+// from another file can use copy_file_range; the bytes must arrive whole.
+func TestWriteRestoredKernelCopy(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<16)
+	if err := os.WriteFile(src, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(dir, "dest")
+	n, err := WriteRestored(context.Background(), dest, func(w io.Writer) error {
+		if _, ok := w.(*os.File); !ok {
+			t.Errorf("fill got %T, want *os.File", w)
+		}
+		f, err := os.Open(src)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(w, f)
+		return err
+	})
+	if err != nil || n != int64(len(data)) {
+		t.Fatalf("n %d err %v", n, err)
+	}
+	if b, _ := os.ReadFile(dest); !bytes.Equal(b, data) {
+		t.Fatal("dest differs from src")
+	}
+	if fi, err := os.Stat(dest); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("dest mode: %v %v", fi.Mode(), err)
+	}
+}
