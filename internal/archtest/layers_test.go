@@ -39,7 +39,7 @@ var allowed = map[string][]string{
 	"checks":             {"config", "catalog", "wal"},
 	"alerts":             {"checks"},
 	"exporter":           {"checks", "checktarget", "server", "config", "catalog", "wal"},
-	"checktarget":        {"checks", "server", "config", "catalog", "postgres", "wal", "internal/lock", "passive"},
+	"checktarget":        {"checks", "server", "config", "catalog", "postgres", "wal", "internal/durable", "internal/lock", "passive"},
 	"jobs":               {"checks", "checktarget", "server", "config", "catalog", "wal", "internal/lock"},
 }
 
