@@ -16,7 +16,7 @@ vet:
 	$(GO) vet $(PKGS)
 
 fmt:
-	gofmt -l . | tee /dev/stderr | (! read)
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
