@@ -10,12 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/cellar-backup/cellar/catalog"
 	"github.com/cellar-backup/cellar/internal/durable"
+	"github.com/cellar-backup/cellar/internal/hooks"
 	"github.com/cellar-backup/cellar/internal/lock"
 	"github.com/cellar-backup/cellar/wal"
 )
@@ -232,7 +234,14 @@ func (a *Archiver) runBatch(ctx context.Context, rep *Report, archiver, dir stri
 		}
 	}()
 	archive := func(_ int, name string) (fileResult, error) { return a.archiveFile(ctx, dir, name) }
-	if p := a.newPipeline(ctx, dir, b.files); p != nil {
+	// With hook scripts, files are archived one by one so that each
+	// file's pre scripts really run before any work on it (a pre script
+	// may still change or stop it).
+	var p *pipeline
+	if o.Hooks.Empty() {
+		p = a.newPipeline(ctx, dir, b.files)
+	}
+	if p != nil {
 		defer p.stop()
 		archive = func(i int, _ string) (fileResult, error) { return p.archive(ctx, i) }
 	}
@@ -241,7 +250,20 @@ func (a *Archiver) runBatch(ctx context.Context, rep *Report, archiver, dir stri
 			return err
 		}
 		fmt.Fprintf(out, "\t%s\n", name)
+		var hookEnv hooks.Env
+		if !o.Hooks.Empty() {
+			// Barman runs the pre scripts before anything else is
+			// decided about the file, duplicates included. ABORT_STOP
+			// ends the run with the file still in its source directory.
+			hookEnv = walHookEnv(filepath.Join(dir, name), name)
+			if err := o.Hooks.RunPre(ctx, hookEnv); err != nil {
+				return fmt.Errorf("server %s: archive %s: %w", o.Server, name, err)
+			}
+		}
 		res, err := archive(i, name)
+		if hookEnv != nil {
+			o.Hooks.RunPost(ctx, postArchiveEnv(hookEnv, res, err))
+		}
 		if err != nil {
 			return fmt.Errorf("server %s: archive %s: %w", o.Server, name, err)
 		}
@@ -902,4 +924,44 @@ func ArchiverErrors(l catalog.Layout) (map[string]int, error) {
 		out[kind]++
 	}
 	return out, nil
+}
+
+// walHookEnv is the archive hooks' environment for the source file path
+// (BARMAN_FILE stays the source path in both phases, as in Barman). A file
+// that cannot be read gets an empty size and compression.
+func walHookEnv(path, name string) hooks.Env {
+	var size int64
+	var mtime time.Time
+	if fi, err := os.Lstat(path); err == nil {
+		size, mtime = fi.Size(), fi.ModTime()
+	}
+	comp := ""
+	if f, err := os.Open(path); err == nil {
+		comp, _ = catalog.SniffCompression(f)
+		f.Close()
+	}
+	return hooks.WALEnv(name, path, size, mtime, comp, "")
+}
+
+// postArchiveEnv updates the pre environment with what archiving did: the
+// stored size and compression, and BARMAN_ERROR for a failure or a
+// rejected file.
+func postArchiveEnv(pre hooks.Env, res fileResult, err error) hooks.Env {
+	env := pre.Merge(nil)
+	switch {
+	case err != nil:
+		env["BARMAN_ERROR"] = err.Error()
+	case res.outcome == outArchived:
+		env["BARMAN_SIZE"] = strconv.FormatInt(res.size, 10)
+		env["BARMAN_COMPRESSION"] = res.compression
+	case res.outcome == outDuplicate:
+		env["BARMAN_ERROR"] = "duplicate WAL file with different content moved to " + res.errName
+	case res.outcome == outUnknown:
+		env["BARMAN_ERROR"] = fmt.Sprintf("invalid WAL file moved to %s: %v", res.errName, res.reason)
+	case res.outcome == outDeferred:
+		env["BARMAN_ERROR"] = fmt.Sprintf("invalid WAL file left in place: %v", res.reason)
+	case res.outcome == outVanished:
+		env["BARMAN_ERROR"] = "file vanished before it could be archived"
+	}
+	return env
 }

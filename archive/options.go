@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/cellar-backup/cellar/catalog"
+	"github.com/cellar-backup/cellar/internal/hooks"
 	"github.com/cellar-backup/cellar/wal"
 )
 
@@ -69,6 +70,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (nil = time.Now), used for errors/ stamps.
 	Now func() time.Time
+	// Hooks are the pre/post archive scripts, run around each WAL file
+	// archive-wal takes from incoming/ or streaming/ (not put-wal).
+	Hooks hooks.Set
 }
 
 // DefaultSettleTime is the SettleTime used when Options.SettleTime is 0.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/cellar-backup/cellar/catalog"
 	"github.com/cellar-backup/cellar/internal/durable"
+	"github.com/cellar-backup/cellar/internal/hooks"
 	"github.com/cellar-backup/cellar/internal/lock"
 	"github.com/cellar-backup/cellar/postgres"
 	"github.com/cellar-backup/cellar/wal"
@@ -61,6 +62,12 @@ type Options struct {
 	ReuseBackup         string // off|link ("" = off); link needs the plain layout
 	MaxRateKBps         int64  // 0 = unlimited
 	Name                string // optional backup_name
+
+	// Hooks are the pre/post backup scripts. The pre scripts run once
+	// backup.info exists (EMPTY); a pre retry script's ABORT_STOP fails
+	// the backup before anything is copied. The post scripts always run
+	// once backup.info exists, with the final status and error.
+	Hooks hooks.Set
 
 	Logger      *slog.Logger // nil = discard
 	Progress    io.Writer    // nil = no progress output
@@ -222,10 +229,33 @@ func Run(ctx context.Context, opts Options) (*catalog.BackupInfo, error) {
 	}
 	r.log.Info(fmt.Sprintf("Starting backup using postgres method for server %s in %s", o.Server, l.BackupDirPath(id)))
 
-	if err := r.take(ctx, conn); err != nil {
-		return r.info, r.fail(err)
+	// Barman's BARMAN_PREVIOUS_ID: the previous backup that can be
+	// restored (WAITING_FOR_WALS or DONE).
+	prevID := ""
+	if prev, err := cat.Previous(id); err == nil && prev != nil {
+		prevID = prev.ID
 	}
-	return r.info, nil
+	hookEnv := func() hooks.Env {
+		return hooks.BackupEnv{
+			BackupDir:      l.BackupDirPath(id),
+			BackupID:       id,
+			BackupInfoPath: l.MetaBackupInfoPath(id),
+			PreviousID:     prevID,
+			Status:         string(r.info.Status),
+			Error:          r.info.Error,
+		}.Env()
+	}
+	if err := o.Hooks.RunPre(ctx, hookEnv()); err != nil {
+		ferr := r.fail(step("starting backup", err))
+		o.Hooks.RunPost(ctx, hookEnv())
+		return r.info, ferr
+	}
+	err = r.take(ctx, conn)
+	if err != nil {
+		err = r.fail(err)
+	}
+	o.Hooks.RunPost(ctx, hookEnv())
+	return r.info, err
 }
 
 // fail marks the backup FAILED. It saves even when ctx was cancelled: the

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cellar-backup/cellar/catalog"
+	"github.com/cellar-backup/cellar/internal/hooks"
 	"github.com/cellar-backup/cellar/wal"
 )
 
@@ -162,7 +163,11 @@ type Options struct {
 	// XLogEntries is the server's WAL catalog (xlog.db content); nil means
 	// read it from Layout.
 	XLogEntries []WALEntry
-	Logger      *slog.Logger
+	// Hooks are the pre/post recovery scripts: the pre scripts run before
+	// anything is checked or copied (ABORT_STOP refuses the restore), the
+	// post scripts always run last with BARMAN_ERROR set on failure.
+	Hooks  hooks.Set
+	Logger *slog.Logger
 	// Progress, when set, receives one human line per restore phase.
 	Progress io.Writer
 }

@@ -3,6 +3,7 @@ package recovery
 import (
 	"archive/tar"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/cellar-backup/cellar/catalog"
 	"github.com/cellar-backup/cellar/internal/durable"
+	"github.com/cellar-backup/cellar/internal/hooks"
 	"github.com/cellar-backup/cellar/wal"
 )
 
@@ -87,8 +89,105 @@ func (r *restorer) progress(format string, args ...any) {
 	}
 }
 
-// Recover restores opts.Backup into opts.Dest (see the package comment).
+// Recover restores opts.Backup into opts.Dest (see the package comment),
+// between the pre and post recovery hook scripts.
 func Recover(ctx context.Context, opts Options) (*Result, error) {
+	if opts.Hooks.Empty() || opts.Backup == nil {
+		return recoverBackup(ctx, opts)
+	}
+	env := recoveryHookEnv(opts)
+	if err := opts.Hooks.RunPre(ctx, env); err != nil {
+		return nil, fmt.Errorf("backup %s: pre recovery hook: %w", opts.Backup.ID, err)
+	}
+	res, err := recoverBackup(ctx, opts)
+	post := env.Merge(nil)
+	if err != nil {
+		post["BARMAN_ERROR"] = err.Error()
+	}
+	opts.Hooks.RunPost(ctx, post)
+	return res, err
+}
+
+// recoveryHookEnv is the recovery scripts' environment: the backup's
+// variables plus the destination, the tablespace relocations and the
+// remote command, and the other restore options as JSON (only the ones
+// set; "" when none).
+func recoveryHookEnv(opts Options) hooks.Env {
+	b := opts.Backup
+	be := hooks.BackupEnv{
+		BackupDir:      opts.Layout.BackupDirPath(b.ID),
+		BackupID:       b.ID,
+		BackupInfoPath: opts.Layout.MetaBackupInfoPath(b.ID),
+		Status:         string(b.Status),
+		Error:          b.Error,
+	}
+	if opts.Layout.MetaDir != "" {
+		cat := catalog.Open(opts.Layout)
+		if p, err := cat.Previous(b.ID); err == nil && p != nil {
+			be.PreviousID = p.ID
+		}
+		if n, err := cat.Next(b.ID); err == nil && n != nil {
+			be.NextID = n.ID
+		}
+	}
+	env := be.Env()
+	env["BARMAN_DESTINATION_DIRECTORY"] = opts.Dest
+	env["BARMAN_TABLESPACES"] = ""
+	if len(opts.Tablespaces) > 0 {
+		if j, err := json.Marshal(opts.Tablespaces); err == nil { // map keys come out sorted
+			env["BARMAN_TABLESPACES"] = string(j)
+		}
+	}
+	env["BARMAN_REMOTE_COMMAND"] = opts.RemoteSSHCommand
+	ro := map[string]any{}
+	t := opts.Target
+	if t.Time != nil {
+		ro["target_time"] = t.Time.Format(time.RFC3339Nano)
+	}
+	if t.XID != "" {
+		ro["target_xid"] = t.XID
+	}
+	if t.LSN != nil {
+		ro["target_lsn"] = t.LSN.String()
+	}
+	if t.Name != "" {
+		ro["target_name"] = t.Name
+	}
+	if t.Immediate {
+		ro["target_immediate"] = true
+	}
+	if t.TLI != "" {
+		ro["target_tli"] = t.TLI
+	}
+	if t.Exclusive {
+		ro["exclusive"] = true
+	}
+	if t.Action != "" {
+		ro["target_action"] = t.Action
+	}
+	if opts.StandbyMode {
+		ro["standby_mode"] = true
+	}
+	if opts.GetWAL {
+		ro["get_wal"] = true
+	}
+	if opts.DeltaRestore {
+		ro["delta_restore"] = true
+	}
+	if opts.StagingWALDir != "" {
+		ro["staging_wal_directory"] = opts.StagingWALDir
+	}
+	env["BARMAN_RECOVER_OPTIONS"] = ""
+	if len(ro) > 0 {
+		if j, err := json.Marshal(ro); err == nil {
+			env["BARMAN_RECOVER_OPTIONS"] = string(j)
+		}
+	}
+	return env
+}
+
+// recoverBackup is the restore itself.
+func recoverBackup(ctx context.Context, opts Options) (*Result, error) {
 	start := time.Now()
 	b := opts.Backup
 	if b == nil {

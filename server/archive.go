@@ -63,6 +63,7 @@ func (s *Server) ArchiveOptions(out io.Writer) archive.Options {
 		Out:                 out,
 		Logger:              s.log,
 		Now:                 s.Now,
+		Hooks:               s.ArchiveHooks(),
 	}
 }
 

@@ -46,6 +46,7 @@ func (s *Server) BackupOptions() (backup.Options, error) {
 		MaxRateKBps:         int64(cfg.BandwidthLimit),
 		Logger:              s.log,
 		Now:                 s.Now,
+		Hooks:               s.BackupHooks(),
 	}, nil
 }
 

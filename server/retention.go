@@ -11,6 +11,7 @@ import (
 
 	"github.com/cellar-backup/cellar/catalog"
 	"github.com/cellar-backup/cellar/internal/durable"
+	"github.com/cellar-backup/cellar/internal/hooks"
 	"github.com/cellar-backup/cellar/internal/lock"
 	"github.com/cellar-backup/cellar/retention"
 	"github.com/cellar-backup/cellar/wal"
@@ -138,6 +139,26 @@ func (s *Server) deleteBackup(ctx context.Context, id string, out io.Writer) err
 	if err != nil {
 		return err
 	}
+	// The pre delete scripts run before the delete_this marker is
+	// written, so that ABORT_STOP leaves the backup whole and unmarked
+	// (a marker would make the next retention run resume the delete).
+	hs := s.DeleteHooks()
+	env := s.backupHookEnv(b)
+	if err := hs.RunPre(ctx, env); err != nil {
+		return fmt.Errorf("server %s: backup %s: pre delete hook: %w", s.name, id, err)
+	}
+	err = s.removeBackup(ctx, b, out)
+	post := env.Merge(nil)
+	if err != nil {
+		post["BARMAN_ERROR"] = err.Error()
+	}
+	hs.RunPost(ctx, post)
+	return err
+}
+
+// removeBackup is deleteBackup's work, between the delete hooks.
+func (s *Server) removeBackup(ctx context.Context, b *catalog.BackupInfo, out io.Writer) error {
+	id := b.ID
 	if out != nil {
 		fmt.Fprintf(out, "Deleting backup %s for server %s\n", id, s.name)
 	}
@@ -203,8 +224,10 @@ func (s *Server) pruneWAL(ctx context.Context, deleted string) (int, error) {
 		return 0, nil
 	}
 	var names []string
+	infos := map[string]catalog.WALInfo{}
 	if err := s.xlog.Scan(ctx, func(w catalog.WALInfo) error {
 		names = append(names, w.Name)
+		infos[w.Name] = w
 		return nil
 	}); err != nil {
 		return 0, err
@@ -212,6 +235,31 @@ func (s *Server) pruneWAL(ctx context.Context, deleted string) (int, error) {
 	prune := retention.PrunableWAL(remaining, names, s.SegmentSize())
 	if len(prune) == 0 {
 		return 0, nil
+	}
+	// wal_delete hooks: every pre script runs before xlog.db is
+	// rewritten, so that ABORT_STOP on one WAL keeps it and every later
+	// one both listed and on disk (the next deletion retries them).
+	hs := s.WALDeleteHooks()
+	walEnv := func(name string) hooks.Env {
+		w := infos[name]
+		p := name
+		if wn, err := wal.ParseName(name); err == nil {
+			p = s.layout.WALPath(wn)
+		}
+		return hooks.WALEnv(name, p, w.Size, w.ModTime(), w.Compression, "")
+	}
+	var abort error
+	if !hs.Empty() {
+		for i, n := range prune {
+			if err := hs.RunPre(ctx, walEnv(n)); err != nil {
+				abort = fmt.Errorf("server %s: WAL %s: pre wal_delete hook: %w", s.name, n, err)
+				prune = prune[:i]
+				break
+			}
+		}
+		if len(prune) == 0 {
+			return 0, abort
+		}
 	}
 	drop := make(map[string]bool, len(prune))
 	for _, n := range prune {
@@ -228,9 +276,18 @@ func (s *Server) pruneWAL(ctx context.Context, deleted string) (int, error) {
 		}
 		p := s.layout.WALPath(wn)
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return 0, fmt.Errorf("server %s: remove WAL %s: %w", s.name, n, err)
+			err = fmt.Errorf("server %s: remove WAL %s: %w", s.name, n, err)
+			if !hs.Empty() {
+				e := walEnv(n)
+				e["BARMAN_ERROR"] = err.Error()
+				hs.RunPost(ctx, e)
+			}
+			return 0, err
 		}
 		dirs[filepath.Dir(p)] = true
+		if !hs.Empty() {
+			hs.RunPost(ctx, walEnv(n))
+		}
 	}
 	for d := range dirs {
 		if d != s.layout.WalsDir {
@@ -239,7 +296,7 @@ func (s *Server) pruneWAL(ctx context.Context, deleted string) (int, error) {
 		_ = durable.SyncDir(d)
 	}
 	_ = durable.SyncDir(s.layout.WalsDir)
-	return len(prune), nil
+	return len(prune), abort
 }
 
 // Keep sets a keep annotation on a DONE backup: full keeps every later WAL,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cellar-backup/cellar/catalog"
 	"github.com/cellar-backup/cellar/config"
+	"github.com/cellar-backup/cellar/internal/hooks"
 	"github.com/cellar-backup/cellar/postgres"
 )
 
@@ -31,6 +32,10 @@ type Server struct {
 	now    func() time.Time
 
 	cfgSegSize uint64
+	// cfgFile is the configuration file (BARMAN_CONFIGURATION for hooks).
+	cfgFile string
+	// hookRetry spaces retry-script tries (zero = Barman's 3 s / 60 s).
+	hookRetry hooks.RetryPolicy
 }
 
 // New builds the server called name from a validated configuration.
@@ -44,14 +49,15 @@ func New(cfg *config.Config, name string, logger *slog.Logger) (*Server, error) 
 	}
 	l := catalog.NewLayout(name, sc.BackupDirectory, cfg.Global.LockDirectory())
 	return &Server{
-		name:   name,
-		cfg:    sc,
-		global: &cfg.Global,
-		layout: l,
-		cat:    catalog.Open(l),
-		xlog:   catalog.OpenXLogDB(l),
-		log:    logger,
-		now:    time.Now,
+		name:    name,
+		cfg:     sc,
+		global:  &cfg.Global,
+		layout:  l,
+		cat:     catalog.Open(l),
+		xlog:    catalog.OpenXLogDB(l),
+		log:     logger,
+		now:     time.Now,
+		cfgFile: cfg.File,
 	}, nil
 }
 

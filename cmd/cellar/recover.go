@@ -129,6 +129,7 @@ func runRecover(ctx context.Context, g *globalOptions, o recoverOptions, args []
 		StandbyMode: o.standby, GetWAL: o.getWAL, StagingWALDir: o.stagingWAL,
 		RecoveryConfFilename: o.recoveryConfFile, DeltaRestore: o.delta,
 		RemoteSSHCommand: o.remoteSSH, Parallel: o.parallel, Logger: g.logger,
+		Hooks: s.RecoveryHooks(),
 	}
 	if !g.json() {
 		opts.Progress = g.out
