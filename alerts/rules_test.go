@@ -44,6 +44,7 @@ func TestRulesUseExportedMetrics(t *testing.T) {
 	known := map[string]bool{
 		"cellar_check_status": true, "cellar_check_duration_seconds": true, "cellar_up": true,
 		"cellar_server_info": true, "cellar_scrape_duration_seconds": true,
+		"cellar_check_oldest_result_timestamp_seconds": true,
 	}
 	for _, g := range checks.Default().Gauges() {
 		known["cellar_"+g.Name] = true
