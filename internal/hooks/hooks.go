@@ -24,6 +24,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -323,21 +324,32 @@ func (b *capBuffer) Write(p []byte) (int, error) {
 	return b.Buffer.Write(p)
 }
 
-var (
-	// password=secret and password='a secret' (libpq conninfo), also as
-	// PGPASSWORD=... in a command line.
-	reKVPassword = regexp.MustCompile(`(?i)(pass(?:word)?\s*=\s*)('(?:[^'\\]|\\.)*'|"[^"]*"|\S+)`)
-	// scheme://user:secret@host
-	reURLPassword = regexp.MustCompile(`(://[^:/@\s]*:)[^@\s]*@`)
-	// --password secret / --password=secret
-	reFlagPassword = regexp.MustCompile(`(?i)(--?pass(?:word)?[ =])\S+`)
-)
+// redactors are compiled on first use: every cellar process links this
+// package, most never log a hook's output, and start-up time is the
+// latency of restore_command.
+var redactors = sync.OnceValue(func() []struct {
+	re   *regexp.Regexp
+	repl string
+} {
+	return []struct {
+		re   *regexp.Regexp
+		repl string
+	}{
+		// password=secret and password='a secret' (libpq conninfo), also
+		// as PGPASSWORD=... in a command line.
+		{regexp.MustCompile(`(?i)(pass(?:word)?\s*=\s*)('(?:[^'\\]|\\.)*'|"[^"]*"|\S+)`), "${1}***"},
+		// scheme://user:secret@host
+		{regexp.MustCompile(`(://[^:/@\s]*:)[^@\s]*@`), "${1}***@"},
+		// --password secret / --password=secret
+		{regexp.MustCompile(`(?i)(--?pass(?:word)?[ =])\S+`), "${1}***"},
+	}
+})
 
 // Redact masks anything that looks like a password in a command line or
 // script output before it is logged.
 func Redact(s string) string {
-	s = reKVPassword.ReplaceAllString(s, "${1}***")
-	s = reURLPassword.ReplaceAllString(s, "${1}***@")
-	s = reFlagPassword.ReplaceAllString(s, "${1}***")
+	for _, r := range redactors() {
+		s = r.re.ReplaceAllString(s, r.repl)
+	}
 	return s
 }
