@@ -113,6 +113,14 @@ func (c *Conn) wrap(what string, err error) error {
 	return redactErr(fmt.Errorf("%s: %s: %w", c.target, what, err), "")
 }
 
+// wrapIf is wrap for a possibly nil error.
+func (c *Conn) wrapIf(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return c.wrap(what, err)
+}
+
 // parseServerVersion turns server_version text ("15.18 (Debian ...)",
 // "16beta1", "9.6.24") into the server_version_num form (150018, 160000,
 // 90624).

@@ -541,3 +541,28 @@ func TestValidateSlotName(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusWithoutControlAccess: a role that may not call
+// pg_control_system() still gets a status (the queries are pipelined, and
+// one failing statement would fail them all), with an unknown system id.
+func TestStatusWithoutControlAccess(t *testing.T) {
+	t.Parallel()
+	pg := pgtest.Start(t, pgtest.Options{})
+	pg.Exec(t, `CREATE ROLE plain LOGIN; REVOKE EXECUTE ON FUNCTION pg_control_system() FROM public`)
+	c := connect(t, strings.Replace(pg.ConnString(), "user=postgres", "user=plain", 1))
+	s, err := c.Status(t.Context())
+	if err != nil {
+		t.Fatalf("Status as a role without pg_control_system(): %v", err)
+	}
+	if s.SystemID != "" {
+		t.Errorf("SystemID = %q, want unknown", s.SystemID)
+	}
+	if s.ServerVersion < 150000 || s.CurrentLSN == 0 || s.CurrentWAL == "" || s.Timeline != 1 || s.IsInRecovery {
+		t.Errorf("status incomplete: version %d lsn %v wal %q tli %d recovery %v", s.ServerVersion, s.CurrentLSN, s.CurrentWAL, s.Timeline, s.IsInRecovery)
+	}
+	admin := connect(t, pg.ConnString())
+	as, err := admin.Status(t.Context())
+	if err != nil || as.SystemID == "" || !as.IsSuperuser {
+		t.Errorf("superuser status: sysid %q super %v err %v", as.SystemID, as.IsSuperuser, err)
+	}
+}

@@ -123,10 +123,26 @@ type setting struct {
 // queried at all (connection lost, version unreadable); anything the role
 // lacks privileges for is left empty.
 func (c *Conn) Status(ctx context.Context) (*Status, error) {
-	settings, err := c.settings(ctx, statusSettings)
-	if err != nil {
+	// Two round trips: the settings (the version decides the SQL of the
+	// rest) with whether pg_control_system() may be called, then every
+	// other query pipelined in one batch. A failing statement fails the
+	// whole batch, so the system id is only asked for when allowed.
+	var settings map[string]setting
+	var canReadControl bool
+	first := &pgx.Batch{}
+	first.Queue(settingsQuery, statusSettings).Query(func(rows pgx.Rows) error {
+		var err error
+		settings, err = scanSettings(rows, len(statusSettings))
+		return c.wrapIf("read pg_settings", err)
+	})
+	first.Queue(`SELECT coalesce((SELECT has_function_privilege(p.oid, 'EXECUTE') FROM pg_proc p
+		WHERE p.proname = 'pg_control_system' AND p.pronamespace = 'pg_catalog'::regnamespace), false)`).QueryRow(func(row pgx.Row) error {
+		return c.wrapIf("check access to pg_control_system", row.Scan(&canReadControl))
+	})
+	if err := c.sendBatch(ctx, first); err != nil {
 		return nil, err
 	}
+	var err error
 	s := &Status{}
 	s.ServerVersion, err = strconv.Atoi(settings["server_version_num"].value)
 	if err != nil {
@@ -156,45 +172,73 @@ func (c *Conn) Status(ctx context.Context) (*Status, error) {
 	s.MaxReplicationSlots, _ = strconv.Atoi(settings["max_replication_slots"].value)
 	s.SynchronousStandbyNames = settings["synchronous_standby_names"].value
 
-	if err := c.privileges(ctx, s); err != nil {
-		return nil, err
-	}
-	if err := c.recoveryAndWAL(ctx, s); err != nil {
-		return nil, err
-	}
+	b := &pgx.Batch{}
+	b.Queue(privilegesQuery(s.ServerVersion)).QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(&s.IsSuperuser, &s.HasReplication, &s.HasMonitoringPrivileges,
+			&s.HasBackupPrivileges, &s.CanCheckpoint); err != nil {
+			return c.wrap("read role privileges", err)
+		}
+		return nil
+	})
+	var lsn, walName *string
+	b.Queue(recoveryQuery(s.ServerVersion)).QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(&s.IsInRecovery, &lsn, &walName); err != nil {
+			return c.wrap("read recovery state and WAL position", err)
+		}
+		return nil
+	})
+	b.Queue(tablespacesQuery).Query(func(rows pgx.Rows) error {
+		var err error
+		s.Tablespaces, err = scanTablespaces(rows)
+		return c.wrapIf("list tablespaces", err)
+	})
+	b.Queue(archiverQuery).QueryRow(func(row pgx.Row) error {
+		var err error
+		s.Archiver, err = scanArchiver(row, s.ArchiveMode)
+		return c.wrapIf("read pg_stat_archiver", err)
+	})
 	// pg_control_system() is not executable by every role; a missing
 	// system id is reported as empty (checks say "unknown").
 	var sysid *string
-	err = c.conn.QueryRow(ctx, "SELECT system_identifier::text FROM pg_control_system()").Scan(&sysid)
-	if err != nil && !isPrivilegeError(err) {
-		return nil, c.wrap("read system identifier", err)
+	if canReadControl {
+		b.Queue("SELECT system_identifier::text FROM pg_control_system()").QueryRow(func(row pgx.Row) error {
+			return c.wrapIf("read system identifier", row.Scan(&sysid))
+		})
+	}
+	if err := c.sendBatch(ctx, b); err != nil {
+		return nil, err
 	}
 	if sysid != nil {
 		s.SystemID = *sysid
 	}
-	if s.Tablespaces, err = c.Tablespaces(ctx); err != nil {
-		return nil, err
-	}
-	if s.Archiver, err = c.ArchiverStats(ctx, s.ArchiveMode); err != nil {
-		return nil, err
+	if err := setWALPosition(s, lsn, walName); err != nil {
+		return nil, c.wrap("current WAL position", err)
 	}
 	return s, nil
 }
 
-func (c *Conn) settings(ctx context.Context, names []string) (map[string]setting, error) {
-	rows, err := c.conn.Query(ctx, "SELECT name, setting, coalesce(unit, '') FROM pg_settings WHERE name = ANY($1)", names)
-	if err != nil {
-		return nil, c.wrap("read pg_settings", err)
+// sendBatch runs b; the queries' callbacks wrap their own errors, a
+// failure of the batch itself (connection lost) is wrapped here.
+func (c *Conn) sendBatch(ctx context.Context, b *pgx.Batch) error {
+	err := c.conn.SendBatch(ctx, b).Close()
+	if err != nil && !strings.HasPrefix(err.Error(), c.target+": ") {
+		err = c.wrap("read server status", err)
 	}
-	out := make(map[string]setting, len(names))
+	return err
+}
+
+const settingsQuery = "SELECT name, setting, coalesce(unit, '') FROM pg_settings WHERE name = ANY($1)"
+
+func scanSettings(rows pgx.Rows, n int) (map[string]setting, error) {
+	out := make(map[string]setting, n)
 	var name string
 	var st setting
-	_, err = pgx.ForEachRow(rows, []any{&name, &st.value, &st.unit}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&name, &st.value, &st.unit}, func() error {
 		out[name] = st
 		return nil
 	})
 	if err != nil {
-		return nil, c.wrap("read pg_settings", err)
+		return nil, err
 	}
 	return out, nil
 }
@@ -242,28 +286,31 @@ func unitDuration(unit string) time.Duration {
 	}
 }
 
-func (c *Conn) privileges(ctx context.Context, s *Status) error {
+// privilegesQuery reads the role's privileges for a server of version
+// (server_version_num): superuser, replication, monitoring, backup and
+// checkpoint rights.
+func privilegesQuery(version int) string {
 	start, stop := "pg_backup_start(text, boolean)", "pg_backup_stop(boolean)"
-	if s.ServerVersion < 150000 {
+	if version < 150000 {
 		start, stop = "pg_start_backup(text, boolean, boolean)", "pg_stop_backup(boolean, boolean)"
 	}
 	switchFn := "pg_switch_wal()"
-	if s.ServerVersion < 100000 {
+	if version < 100000 {
 		switchFn = "pg_switch_xlog()"
 	}
 	checkpointRole := "false"
-	if s.ServerVersion >= 150000 {
+	if version >= 150000 {
 		checkpointRole = "pg_has_role(current_user, 'pg_checkpoint', 'MEMBER')"
 	}
 	// Predefined monitoring roles exist from PG10; before that only a
 	// superuser qualifies.
 	monitor := "false"
-	if s.ServerVersion >= 100000 {
+	if version >= 100000 {
 		monitor = `(pg_has_role(current_user, 'pg_monitor', 'MEMBER')
 		   OR (pg_has_role(current_user, 'pg_read_all_settings', 'MEMBER')
 		       AND pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER')))`
 	}
-	q := fmt.Sprintf(`SELECT r.rolsuper,
+	return fmt.Sprintf(`SELECT r.rolsuper,
 		r.rolsuper OR r.rolreplication,
 		r.rolsuper OR %[1]s,
 		r.rolsuper OR (%[1]s
@@ -273,41 +320,35 @@ func (c *Conn) privileges(ctx context.Context, s *Status) error {
 			AND has_function_privilege(current_user, 'pg_create_restore_point(text)', 'EXECUTE')),
 		r.rolsuper OR %[5]s
 		FROM pg_roles r WHERE r.rolname = current_user`, monitor, start, stop, switchFn, checkpointRole)
-	err := c.conn.QueryRow(ctx, q).Scan(&s.IsSuperuser, &s.HasReplication, &s.HasMonitoringPrivileges,
-		&s.HasBackupPrivileges, &s.CanCheckpoint)
-	if err != nil {
-		return c.wrap("read role privileges", err)
-	}
-	return nil
 }
 
-func (c *Conn) recoveryAndWAL(ctx context.Context, s *Status) error {
-	if err := c.conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&s.IsInRecovery); err != nil {
-		return c.wrap("pg_is_in_recovery", err)
+// recoveryQuery reads whether the server is in recovery, the current WAL
+// position (replayed position on a standby) and, on a primary, the WAL
+// file name of that position. Before PostgreSQL 10 the xlog-era function
+// names differ: the position is left unknown.
+func recoveryQuery(version int) string {
+	if version < 100000 {
+		return "SELECT pg_is_in_recovery(), NULL::text, NULL::text"
 	}
-	if s.ServerVersion < 100000 {
-		return nil // xlog-era function names: LSN left unknown
-	}
-	var lsn, name *string
-	var err error
-	if s.IsInRecovery {
-		err = c.conn.QueryRow(ctx, "SELECT pg_last_wal_replay_lsn()::text").Scan(&lsn)
-	} else {
-		err = c.conn.QueryRow(ctx, "SELECT l::text, pg_walfile_name(l) FROM pg_current_wal_lsn() AS l").Scan(&lsn, &name)
-	}
-	if err != nil {
-		return c.wrap("read current WAL position", err)
-	}
+	return `SELECT r, CASE WHEN r THEN pg_last_wal_replay_lsn()::text ELSE pg_current_wal_lsn()::text END,
+		CASE WHEN r THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END
+		FROM pg_is_in_recovery() AS r`
+}
+
+// setWALPosition fills CurrentLSN, CurrentWAL and Timeline from the
+// recovery query's text columns.
+func setWALPosition(s *Status, lsn, name *string) error {
 	if lsn != nil {
-		if s.CurrentLSN, err = wal.ParseLSN(*lsn); err != nil {
-			return c.wrap("current WAL position", err)
+		l, err := wal.ParseLSN(*lsn)
+		if err != nil {
+			return err
 		}
+		s.CurrentLSN = l
 	}
 	if name != nil {
 		s.CurrentWAL = *name
 		if len(s.CurrentWAL) >= 8 {
-			tli, err := strconv.ParseUint(s.CurrentWAL[:8], 16, 32)
-			if err == nil {
+			if tli, err := strconv.ParseUint(s.CurrentWAL[:8], 16, 32); err == nil {
 				s.Timeline = uint32(tli)
 			}
 		}
@@ -315,40 +356,51 @@ func (c *Conn) recoveryAndWAL(ctx context.Context, s *Status) error {
 	return nil
 }
 
+const tablespacesQuery = `SELECT spcname::text, oid::int8, pg_tablespace_location(oid)
+		FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY oid`
+
 // Tablespaces lists user tablespaces ordered by OID.
 func (c *Conn) Tablespaces(ctx context.Context) ([]Tablespace, error) {
-	rows, err := c.conn.Query(ctx, `SELECT spcname::text, oid::int8, pg_tablespace_location(oid)
-		FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY oid`)
+	rows, err := c.conn.Query(ctx, tablespacesQuery)
 	if err != nil {
 		return nil, c.wrap("list tablespaces", err)
 	}
+	out, err := scanTablespaces(rows)
+	return out, c.wrapIf("list tablespaces", err)
+}
+
+func scanTablespaces(rows pgx.Rows) ([]Tablespace, error) {
 	var out []Tablespace
 	var ts Tablespace
 	var oid int64
-	_, err = pgx.ForEachRow(rows, []any{&ts.Name, &oid, &ts.Location}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&ts.Name, &oid, &ts.Location}, func() error {
 		ts.OID = uint32(oid)
 		out = append(out, ts)
 		return nil
 	})
-	if err != nil {
-		return nil, c.wrap("list tablespaces", err)
-	}
-	return out, nil
+	return out, err
 }
+
+const archiverQuery = `SELECT archived_count, last_archived_wal, last_archived_time,
+		failed_count, last_failed_wal, last_failed_time, stats_reset,
+		extract(epoch FROM now() - stats_reset)::float8
+		FROM pg_stat_archiver`
 
 // ArchiverStats reads pg_stat_archiver. archiveMode (the archive_mode
 // setting) decides IsArchiving; pass Status.ArchiveMode.
 func (c *Conn) ArchiverStats(ctx context.Context, archiveMode string) (ArchiverStats, error) {
+	a, err := scanArchiver(c.conn.QueryRow(ctx, archiverQuery), archiveMode)
+	return a, c.wrapIf("read pg_stat_archiver", err)
+}
+
+func scanArchiver(row pgx.Row, archiveMode string) (ArchiverStats, error) {
 	var a ArchiverStats
 	var lastArchived, lastFailed *string
 	var age *float64
-	err := c.conn.QueryRow(ctx, `SELECT archived_count, last_archived_wal, last_archived_time,
-		failed_count, last_failed_wal, last_failed_time, stats_reset,
-		extract(epoch FROM now() - stats_reset)::float8
-		FROM pg_stat_archiver`).Scan(&a.ArchivedCount, &lastArchived, &a.LastArchivedTime,
+	err := row.Scan(&a.ArchivedCount, &lastArchived, &a.LastArchivedTime,
 		&a.FailedCount, &lastFailed, &a.LastFailedTime, &a.StatsReset, &age)
 	if err != nil {
-		return a, c.wrap("read pg_stat_archiver", err)
+		return a, err
 	}
 	if lastArchived != nil {
 		a.LastArchivedWAL = *lastArchived
