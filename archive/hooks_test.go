@@ -11,35 +11,8 @@ import (
 	"time"
 
 	"github.com/cellar-backup/cellar/internal/hooks"
+	"github.com/cellar-backup/cellar/internal/hooks/hookstest"
 )
-
-// envDump is a hook command appending the script's BARMAN_* variables, one
-// block per run, to file.
-func envDump(file string) string {
-	return fmt.Sprintf(`{ env | grep '^BARMAN_' | sort; echo --; } >> %s`, file)
-}
-
-// readDumps parses the blocks written by envDump.
-func readDumps(t *testing.T, file string) []map[string]string {
-	t.Helper()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("hook output %s: %v", file, err)
-	}
-	var out []map[string]string
-	cur := map[string]string{}
-	for _, line := range strings.Split(string(data), "\n") {
-		if line == "--" {
-			out = append(out, cur)
-			cur = map[string]string{}
-			continue
-		}
-		if k, v, ok := strings.Cut(line, "="); ok {
-			cur[k] = v
-		}
-	}
-	return out
-}
 
 func TestArchiveHooksEnv(t *testing.T) {
 	t.Parallel()
@@ -49,7 +22,7 @@ func TestArchiveHooksEnv(t *testing.T) {
 	pre, post := filepath.Join(hookDir, "pre"), filepath.Join(hookDir, "post")
 	e.opts.Hooks = hooks.Set{
 		Kind: hooks.KindArchive, Server: testServer, Configuration: "/etc/cellar.yaml", Version: "test",
-		Pre: envDump(pre), PostRetry: envDump(post),
+		Pre: hookstest.EnvDump(pre), PostRetry: hookstest.EnvDump(post),
 	}
 	names := []string{segName(1, 3, seg), segName(1, 4, seg)}
 	var mtimes []time.Time
@@ -66,7 +39,7 @@ func TestArchiveHooksEnv(t *testing.T) {
 		t.Fatalf("archived %v", rep.Archived)
 	}
 	infos := e.xlogInfos()
-	pres, posts := readDumps(t, pre), readDumps(t, post)
+	pres, posts := hookstest.ReadDumps(t, pre), hookstest.ReadDumps(t, post)
 	if len(pres) != 2 || len(posts) != 2 {
 		t.Fatalf("pre ran %d times, post %d times; want 2 each", len(pres), len(posts))
 	}
@@ -113,7 +86,7 @@ func TestArchivePreRetryAbortStop(t *testing.T) {
 	e.opts.Hooks = hooks.Set{
 		Kind:        hooks.KindArchive,
 		PreRetry:    fmt.Sprintf(`[ "$BARMAN_SEGMENT" = %s ] && exit 63; exit 0`, names[1]),
-		Post:        envDump(post),
+		Post:        hookstest.EnvDump(post),
 		RetryPolicy: hooks.RetryPolicy{Break: time.Millisecond, Nap: time.Millisecond, NapAfter: 5},
 	}
 	for i, n := range names {
@@ -138,7 +111,7 @@ func TestArchivePreRetryAbortStop(t *testing.T) {
 	}
 	// Post scripts ran for the archived file only: the stopped one never
 	// started.
-	if posts := readDumps(t, post); len(posts) != 1 || posts[0]["BARMAN_SEGMENT"] != names[0] {
+	if posts := hookstest.ReadDumps(t, post); len(posts) != 1 || posts[0]["BARMAN_SEGMENT"] != names[0] {
 		t.Fatalf("post runs: %v", posts)
 	}
 	// The next run without the hook archives it: nothing was lost.
@@ -153,7 +126,7 @@ func TestArchivePostErrorOnDuplicate(t *testing.T) {
 	const seg = 1 * mib
 	e := newEnv(t, seg, "")
 	post := filepath.Join(t.TempDir(), "post")
-	e.opts.Hooks = hooks.Set{Kind: hooks.KindArchive, Post: envDump(post)}
+	e.opts.Hooks = hooks.Set{Kind: hooks.KindArchive, Post: hookstest.EnvDump(post)}
 	n := segName(1, 9, seg)
 	put(t, e.opts.Layout.IncomingDir, n, segment(n, seg, testSysID, 1))
 	e.archive()
@@ -162,7 +135,7 @@ func TestArchivePostErrorOnDuplicate(t *testing.T) {
 	if len(rep.Duplicates) != 1 {
 		t.Fatalf("duplicates %v", rep.Duplicates)
 	}
-	posts := readDumps(t, post)
+	posts := hookstest.ReadDumps(t, post)
 	if len(posts) != 2 || posts[0]["BARMAN_ERROR"] != "" || !strings.Contains(posts[1]["BARMAN_ERROR"], "duplicate") {
 		t.Fatalf("post runs: %v", posts)
 	}

@@ -3,7 +3,6 @@ package backup
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,35 +10,9 @@ import (
 
 	"github.com/cellar-backup/cellar/catalog"
 	"github.com/cellar-backup/cellar/internal/hooks"
+	"github.com/cellar-backup/cellar/internal/hooks/hookstest"
 	"github.com/cellar-backup/cellar/internal/pgtest"
 )
-
-// envDump is a hook command appending the script's BARMAN_* variables, one
-// block per run, to file.
-func envDump(file string) string {
-	return fmt.Sprintf(`{ env | grep '^BARMAN_' | sort; echo --; } >> %s`, file)
-}
-
-func readDumps(t *testing.T, file string) []map[string]string {
-	t.Helper()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("hook output %s: %v", file, err)
-	}
-	var out []map[string]string
-	cur := map[string]string{}
-	for _, line := range strings.Split(string(data), "\n") {
-		if line == "--" {
-			out = append(out, cur)
-			cur = map[string]string{}
-			continue
-		}
-		if k, v, ok := strings.Cut(line, "="); ok {
-			cur[k] = v
-		}
-	}
-	return out
-}
 
 func checkEnv(t *testing.T, what string, got, want map[string]string) {
 	t.Helper()
@@ -59,7 +32,7 @@ func TestBackupHooks(t *testing.T) {
 	hookDir := t.TempDir()
 	pre, post := filepath.Join(hookDir, "pre"), filepath.Join(hookDir, "post")
 	o.Hooks = hooks.Set{Kind: hooks.KindBackup, Server: "pg", Configuration: "/etc/cellar.yaml", Version: "test",
-		Pre: envDump(pre), PreRetry: "exit 62", Post: envDump(post)}
+		Pre: hookstest.EnvDump(pre), PreRetry: "exit 62", Post: hookstest.EnvDump(post)}
 	info, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +44,7 @@ func TestBackupHooks(t *testing.T) {
 		"BARMAN_BACKUP_INFO_PATH": l.MetaBackupInfoPath(info.ID), "BARMAN_PREVIOUS_ID": "",
 		"BARMAN_RETRY": "0", "BARMAN_HOOK": "backup_script", "BARMAN_ERROR": "",
 	}
-	pres, posts := readDumps(t, pre), readDumps(t, post)
+	pres, posts := hookstest.ReadDumps(t, pre), hookstest.ReadDumps(t, post)
 	if len(pres) != 1 || len(posts) != 1 {
 		t.Fatalf("pre ran %d times, post %d; want 1 each", len(pres), len(posts))
 	}
@@ -96,7 +69,7 @@ func TestBackupHooks(t *testing.T) {
 	if _, err := os.Stat(l.BackupDataDir(failed.ID)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("aborted backup copied data (stat err %v)", err)
 	}
-	posts = readDumps(t, post)
+	posts = hookstest.ReadDumps(t, post)
 	if len(posts) != 2 {
 		t.Fatalf("post ran %d times, want 2", len(posts))
 	}

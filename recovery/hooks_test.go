@@ -2,7 +2,6 @@ package recovery
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,32 +10,8 @@ import (
 
 	"github.com/cellar-backup/cellar/catalog"
 	"github.com/cellar-backup/cellar/internal/hooks"
+	"github.com/cellar-backup/cellar/internal/hooks/hookstest"
 )
-
-func envDump(file string) string {
-	return fmt.Sprintf(`{ env | grep '^BARMAN_' | sort; echo --; } >> %s`, file)
-}
-
-func readDumps(t *testing.T, file string) []map[string]string {
-	t.Helper()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("hook output %s: %v", file, err)
-	}
-	var out []map[string]string
-	cur := map[string]string{}
-	for _, line := range strings.Split(string(data), "\n") {
-		if line == "--" {
-			out = append(out, cur)
-			cur = map[string]string{}
-			continue
-		}
-		if k, v, ok := strings.Cut(line, "="); ok {
-			cur[k] = v
-		}
-	}
-	return out
-}
 
 // TestRecoverHooks restores a real backup with pre and post recovery
 // scripts, then checks ABORT_STOP and a failing restore.
@@ -51,11 +26,11 @@ func TestRecoverHooks(t *testing.T) {
 	pre, post := filepath.Join(hookDir, "pre"), filepath.Join(hookDir, "post")
 	dest := destDir(t)
 	opts := Options{Layout: f.layout, Backup: b, Dest: dest, Target: Target{Immediate: true, Action: "promote"},
-		Hooks: hooks.Set{Kind: hooks.KindRecovery, Server: "pg", PreRetry: envDump(pre), Post: envDump(post)}}
+		Hooks: hooks.Set{Kind: hooks.KindRecovery, Server: "pg", PreRetry: hookstest.EnvDump(pre), Post: hookstest.EnvDump(post)}}
 	if _, err := Recover(t.Context(), opts); err != nil {
 		t.Fatal(err)
 	}
-	pres, posts := readDumps(t, pre), readDumps(t, post)
+	pres, posts := hookstest.ReadDumps(t, pre), hookstest.ReadDumps(t, post)
 	if len(pres) != 1 || len(posts) != 1 {
 		t.Fatalf("pre ran %d times, post %d; want 1 each", len(pres), len(posts))
 	}
@@ -100,7 +75,7 @@ func TestRecoverHooks(t *testing.T) {
 	if _, err := Recover(t.Context(), opts); !errors.Is(err, ErrDestinationNotEmpty) {
 		t.Fatalf("Recover into used dir: %v", err)
 	}
-	posts = readDumps(t, post)
+	posts = hookstest.ReadDumps(t, post)
 	if len(posts) != 2 || !strings.Contains(posts[1]["BARMAN_ERROR"], "not empty") {
 		t.Fatalf("post runs: %d, last error %q", len(posts), posts[len(posts)-1]["BARMAN_ERROR"])
 	}

@@ -6,38 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/cellar-backup/cellar/catalog"
 	"github.com/cellar-backup/cellar/internal/hooks"
+	"github.com/cellar-backup/cellar/internal/hooks/hookstest"
 	"github.com/cellar-backup/cellar/wal"
 )
-
-func envDump(file string) string {
-	return fmt.Sprintf(`{ env | grep '^BARMAN_' | sort; echo --; } >> %s`, file)
-}
-
-func readDumps(t *testing.T, file string) []map[string]string {
-	t.Helper()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("hook output %s: %v", file, err)
-	}
-	var out []map[string]string
-	cur := map[string]string{}
-	for _, line := range strings.Split(string(data), "\n") {
-		if line == "--" {
-			out = append(out, cur)
-			cur = map[string]string{}
-			continue
-		}
-		if k, v, ok := strings.Cut(line, "="); ok {
-			cur[k] = v
-		}
-	}
-	return out
-}
 
 func TestHooksFromConfig(t *testing.T) {
 	home := t.TempDir()
@@ -71,8 +46,8 @@ func TestDeleteHooks(t *testing.T) {
 	dir := t.TempDir()
 	pre, post, walPre, walPost := filepath.Join(dir, "pre"), filepath.Join(dir, "post"), filepath.Join(dir, "walpre"), filepath.Join(dir, "walpost")
 	h := &s.Config().Hooks
-	h.PreDeleteScript, h.PostDeleteRetryScript = envDump(pre), envDump(post)
-	h.PreWALDeleteRetryScript, h.PostWALDeleteScript = envDump(walPre), envDump(walPost)
+	h.PreDeleteScript, h.PostDeleteRetryScript = hookstest.EnvDump(pre), hookstest.EnvDump(post)
+	h.PreWALDeleteRetryScript, h.PostWALDeleteScript = hookstest.EnvDump(walPre), hookstest.EnvDump(walPost)
 	bs, err := s.Catalog().Backups()
 	if err != nil || len(bs) != 3 {
 		t.Fatalf("backups %d %v", len(bs), err)
@@ -90,7 +65,7 @@ func TestDeleteHooks(t *testing.T) {
 	if err := s.DeleteBackup(t.Context(), first.ID, nil); err != nil {
 		t.Fatal(err)
 	}
-	pres, posts := readDumps(t, pre), readDumps(t, post)
+	pres, posts := hookstest.ReadDumps(t, pre), hookstest.ReadDumps(t, post)
 	if len(pres) != 1 || len(posts) != 1 {
 		t.Fatalf("delete hooks ran %d/%d times", len(pres), len(posts))
 	}
@@ -107,7 +82,7 @@ func TestDeleteHooks(t *testing.T) {
 		t.Errorf("identity: pre %v post %v", pres[0], posts[0])
 	}
 	// The first backup needed WAL 1 and 2: both removed, one hook run each.
-	wp, wq := readDumps(t, walPre), readDumps(t, walPost)
+	wp, wq := hookstest.ReadDumps(t, walPre), hookstest.ReadDumps(t, walPost)
 	if len(wp) != 2 || len(wq) != 2 {
 		t.Fatalf("wal_delete hooks ran %d/%d times", len(wp), len(wq))
 	}

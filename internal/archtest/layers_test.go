@@ -16,32 +16,37 @@ import (
 const module = "github.com/cellar-backup/cellar"
 
 // allowed maps a package (relative to the module) to the in-project packages
-// its non-test code may import. internal/pgtest is for tests only and is
-// checked separately.
+// its non-test code may import. The test harnesses (testHarness) are for
+// tests only and are checked separately.
 var allowed = map[string][]string{
-	"wal":                {},
-	"internal/durable":   {},
-	"internal/lock":      {},
-	"internal/pgtest":    {},
-	"internal/archtest":  {},
-	"catalog":            {"wal", "internal/durable", "internal/lock"},
-	"postgres":           {"wal"},
-	"archive":            level2,
-	"archive/stream":     level2,
-	"backup":             level2,
-	"recovery":           level2,
-	"retention":          level2,
-	"passive":            level2,
-	"internal/hooks":     {},
-	"internal/walclient": {"wal", "catalog", "internal/durable", "internal/lock"},
-	"config":             {"wal", "retention"},
-	"server":             append([]string{"config", "archive", "archive/stream", "backup", "recovery", "retention", "passive"}, level2...),
-	"checks":             {"config", "catalog", "wal"},
-	"alerts":             {"checks"},
-	"exporter":           {"checks", "checktarget", "server", "config", "catalog", "wal"},
-	"checktarget":        {"checks", "server", "config", "catalog", "postgres", "wal", "internal/durable", "internal/lock", "passive"},
-	"jobs":               {"checks", "checktarget", "server", "config", "catalog", "wal", "internal/lock"},
+	"wal":                      {},
+	"internal/durable":         {},
+	"internal/lock":            {},
+	"internal/pgtest":          {},
+	"internal/hooks/hookstest": {},
+	"internal/archtest":        {},
+	"catalog":                  {"wal", "internal/durable", "internal/lock"},
+	"postgres":                 {"wal"},
+	"archive":                  level2,
+	"archive/stream":           level2,
+	"backup":                   level2,
+	"recovery":                 level2,
+	"retention":                level2,
+	"passive":                  level2,
+	"internal/hooks":           {},
+	"internal/walclient":       {"wal", "catalog", "internal/durable", "internal/lock"},
+	"config":                   {"wal", "retention"},
+	"server":                   append([]string{"config", "archive", "archive/stream", "backup", "recovery", "retention", "passive"}, level2...),
+	"checks":                   {"config", "catalog", "wal"},
+	"alerts":                   {"checks"},
+	"exporter":                 {"checks", "checktarget", "server", "config", "catalog", "wal"},
+	"checktarget":              {"checks", "server", "config", "catalog", "postgres", "wal", "internal/durable", "internal/lock", "passive"},
+	"jobs":                     {"checks", "checktarget", "server", "config", "catalog", "wal", "internal/lock"},
 }
+
+// testHarness packages may be imported by any package's tests and by no
+// package's code.
+var testHarness = map[string]bool{"internal/pgtest": true, "internal/hooks/hookstest": true}
 
 var level2 = []string{"catalog", "postgres", "wal", "internal/durable", "internal/lock", "internal/hooks"}
 
@@ -121,8 +126,8 @@ func TestLayers(t *testing.T) {
 		}
 		for _, imp := range p.Imports {
 			if to, ok := rel(imp); ok {
-				if to == "internal/pgtest" {
-					problems = append(problems, from+" may not import internal/pgtest outside tests")
+				if testHarness[to] {
+					problems = append(problems, from+" may not import "+to+" outside tests")
 					continue
 				}
 				if !isCmd && !contains(rules, to) {
@@ -142,7 +147,7 @@ func TestLayers(t *testing.T) {
 		// dependencies, but still never a higher layer's package.
 		for _, imp := range append(append([]string{}, p.TestImports...), p.XTestImports...) {
 			to, ok := rel(imp)
-			if !ok || to == from || to == "internal/pgtest" || to == "postgres" || isCmd {
+			if !ok || to == from || testHarness[to] || to == "postgres" || isCmd {
 				continue
 			}
 			if !contains(rules, to) {
