@@ -38,7 +38,7 @@ e2e: build
 
 FUZZTIME ?= 20s
 fuzz:
-	@for spec in wal:FuzzParseWALName wal:FuzzParseLSN wal:FuzzTimelineHistory catalog:FuzzXLogDBLine catalog:FuzzBackupInfo config:FuzzLoadConfig checktarget:FuzzLoadState checks:FuzzWALAccumulatorUnmarshal; do \
+	@for spec in wal:FuzzParseWALName wal:FuzzParseLSN wal:FuzzTimelineHistory catalog:FuzzXLogDBLine catalog:FuzzBackupInfo config:FuzzLoadConfig checktarget:FuzzLoadState checks:FuzzWALAccumulatorUnmarshal internal/binenc:FuzzDecoder; do \
 		pkg=$${spec%%:*}; fn=$${spec##*:}; \
 		echo "== $$pkg $$fn"; $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg/ || exit 1; \
 	done

@@ -1,13 +1,12 @@
 package checks
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
-	"time"
 
+	"github.com/cellar-backup/cellar/internal/binenc"
 	"github.com/cellar-backup/cellar/wal"
 )
 
@@ -23,22 +22,12 @@ var ErrBadWALState = errors.New("invalid WAL accumulator state")
 
 // walStateVersion changes whenever the encoding or the fields of
 // WALAccumulator/walKey change (a test counts the fields).
-const walStateVersion = 1
-
-// Time location kinds of an encoded time.Time: restored times must be
-// reflect.DeepEqual to the originals, not only Equal, since summaries are
-// compared as a whole.
-const (
-	locZero  = 0 // time.Time{}
-	locLocal = 1
-	locUTC   = 2
-	locFixed = 3 // FixedZone(name, offset)
-)
+const walStateVersion = 2
 
 // MarshalBinary encodes the accumulator (encoding.BinaryMarshaler).
 func (a *WALAccumulator) MarshalBinary() ([]byte, error) {
-	b := make([]byte, 0, 128+16*a.numRuns())
-	b = append(b, walStateVersion)
+	e := binenc.Encoder{B: make([]byte, 0, 128+16*a.numRuns())}
+	e.Byte(walStateVersion)
 	k := &a.key
 	var flags byte
 	for i, f := range []bool{k.haveLast, k.haveBegin, k.haveEnd, k.haveGapFrom} {
@@ -46,20 +35,20 @@ func (a *WALAccumulator) MarshalBinary() ([]byte, error) {
 			flags |= 1 << i
 		}
 	}
-	b = append(b, flags)
-	b = binary.AppendUvarint(b, k.segSize)
+	e.Byte(flags)
+	e.Uvarint(k.segSize)
 	for _, n := range []wal.Name{k.begin, k.end, k.gapFrom} {
-		b = appendName(b, n)
+		encodeName(&e, n)
 	}
 	if a.count < 0 || a.sinceCount < 0 {
 		return nil, fmt.Errorf("%w: negative count", ErrBadWALState)
 	}
-	b = binary.AppendUvarint(b, uint64(a.count))
-	b = binary.AppendVarint(b, a.totalSize)
-	b = appendTime(b, a.lastTime)
-	b = binary.AppendUvarint(b, uint64(a.sinceCount))
-	b = binary.AppendVarint(b, a.sinceSize)
-	b = appendTime(b, a.lastSinceTime)
+	e.Uvarint(uint64(a.count))
+	e.Varint(a.totalSize)
+	e.Time(a.lastTime)
+	e.Uvarint(uint64(a.sinceCount))
+	e.Varint(a.sinceSize)
+	e.Time(a.lastSinceTime)
 
 	tlis := make([]uint32, 0, len(a.runs))
 	for tli, runs := range a.runs {
@@ -68,11 +57,11 @@ func (a *WALAccumulator) MarshalBinary() ([]byte, error) {
 		}
 	}
 	slices.Sort(tlis) // deterministic output
-	b = binary.AppendUvarint(b, uint64(len(tlis)))
+	e.Uvarint(uint64(len(tlis)))
 	for _, tli := range tlis {
 		runs := a.runs[tli]
-		b = binary.AppendUvarint(b, uint64(tli))
-		b = binary.AppendUvarint(b, uint64(len(runs)))
+		e.Uvarint(uint64(tli))
+		e.Uvarint(uint64(len(runs)))
 		// Runs are sorted and separated by at least one missing
 		// segment: store the gap before each run (minus that one) and
 		// its length, which keeps the common small numbers small.
@@ -81,12 +70,12 @@ func (a *WALAccumulator) MarshalBinary() ([]byte, error) {
 			if r.hi < r.lo || (i > 0 && r.lo < next) {
 				return nil, fmt.Errorf("%w: timeline %d: runs not sorted", ErrBadWALState, tli)
 			}
-			b = binary.AppendUvarint(b, r.lo-next)
-			b = binary.AppendUvarint(b, r.hi-r.lo)
+			e.Uvarint(r.lo - next)
+			e.Uvarint(r.hi - r.lo)
 			next = r.hi + 2
 		}
 	}
-	return b, nil
+	return e.B, nil
 }
 
 func (a *WALAccumulator) numRuns() int {
@@ -100,20 +89,20 @@ func (a *WALAccumulator) numRuns() int {
 // UnmarshalBinary replaces a with the accumulator encoded in data
 // (encoding.BinaryUnmarshaler). On error a is left unchanged.
 func (a *WALAccumulator) UnmarshalBinary(data []byte) error {
-	d := walDecoder{b: data}
+	d := walDecoder{binenc.NewDecoder(string(data))}
 	var out WALAccumulator
-	if v := d.byte(); d.err == nil && v != walStateVersion {
+	if v := d.Byte(); d.Err() == nil && v != walStateVersion {
 		return fmt.Errorf("%w: version %d, want %d", ErrBadWALState, v, walStateVersion)
 	}
-	flags := d.byte()
+	flags := d.Byte()
 	if flags&^0xf != 0 {
-		d.fail("unknown key flags")
+		d.Fail("unknown key flags")
 	}
 	k := &out.key
 	k.haveLast, k.haveBegin, k.haveEnd, k.haveGapFrom = flags&1 != 0, flags&2 != 0, flags&4 != 0, flags&8 != 0
-	k.segSize = d.uvarint()
-	if d.err == nil && wal.ValidateSegmentSize(k.segSize) != nil {
-		d.fail("bad segment size")
+	k.segSize = d.Uvarint()
+	if d.Err() == nil && wal.ValidateSegmentSize(k.segSize) != nil {
+		d.Fail("bad segment size")
 	}
 	k.begin, k.end, k.gapFrom = d.name(), d.name(), d.name()
 	// keyOf leaves a name zero when it is absent (and has no begin or
@@ -123,223 +112,85 @@ func (a *WALAccumulator) UnmarshalBinary(data []byte) error {
 		n    wal.Name
 	}{{k.haveBegin, k.begin}, {k.haveEnd, k.end}, {k.haveGapFrom, k.gapFrom}} {
 		if !c.have && c.n != (wal.Name{}) {
-			d.fail("name set without its flag")
+			d.Fail("name set without its flag")
 		}
 	}
 	if !k.haveLast && (k.haveBegin || k.haveEnd) {
-		d.fail("backup bounds without a backup")
+		d.Fail("backup bounds without a backup")
 	}
-	out.count = d.int()
-	out.totalSize = d.varint()
-	out.lastTime = d.time()
-	out.sinceCount = d.int()
-	out.sinceSize = d.varint()
-	out.lastSinceTime = d.time()
-	if d.err == nil && out.sinceCount > out.count {
-		d.fail("more WAL since the backup than in total")
+	out.count = d.Int()
+	out.totalSize = d.Varint()
+	out.lastTime = d.Time()
+	out.sinceCount = d.Int()
+	out.sinceSize = d.Varint()
+	out.lastSinceTime = d.Time()
+	if d.Err() == nil && out.sinceCount > out.count {
+		d.Fail("more WAL since the backup than in total")
 	}
-	ntli := d.count(2)
+	ntli := d.Count(2)
 	out.runs = make(map[uint32][]segRun, ntli)
 	prevTLI := int64(-1)
 	for range ntli {
-		tli := d.uvarint()
-		if d.err == nil && (tli > math.MaxUint32 || int64(tli) <= prevTLI) {
-			d.fail("timelines not sorted")
+		tli := d.Uvarint()
+		if d.Err() == nil && (tli > math.MaxUint32 || int64(tli) <= prevTLI) {
+			d.Fail("timelines not sorted")
 		}
 		prevTLI = int64(tli)
-		nruns := d.count(2)
-		if d.err == nil && nruns == 0 {
-			d.fail("empty timeline")
+		nruns := d.Count(2)
+		if d.Err() == nil && nruns == 0 {
+			d.Fail("empty timeline")
 		}
 		runs := make([]segRun, 0, nruns)
 		var next uint64
 		for i := range nruns {
-			gap, length := d.uvarint(), d.uvarint()
+			gap, length := d.Uvarint(), d.Uvarint()
 			lo := next + gap
 			hi := lo + length
-			if d.err == nil && ((i > 0 && next == 0) || lo < next || hi < lo) {
-				d.fail("runs overflow")
+			if d.Err() == nil && ((i > 0 && next == 0) || lo < next || hi < lo) {
+				d.Fail("runs overflow")
 			}
-			if d.err != nil {
+			if d.Err() != nil {
 				break
 			}
 			runs = append(runs, segRun{lo, hi})
 			next = hi + 2
 			if next < hi { // hi is the last possible segment number
 				if i+1 < nruns {
-					d.fail("runs overflow")
+					d.Fail("runs overflow")
 				}
 				next = 0
 			}
 		}
-		if d.err != nil {
+		if d.Err() != nil {
 			break
 		}
 		out.runs[uint32(tli)] = runs
 	}
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("trailing bytes")
+	if d.Err() == nil && d.Left() != 0 {
+		d.Fail("trailing bytes")
 	}
-	if d.err != nil {
-		return d.err
+	if err := d.Err(); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadWALState, err)
 	}
 	*a = out
 	return nil
 }
 
-func appendName(b []byte, n wal.Name) []byte {
-	b = binary.AppendUvarint(b, uint64(n.Kind))
-	b = binary.AppendUvarint(b, uint64(n.TLI))
-	b = binary.AppendUvarint(b, uint64(n.Log))
-	b = binary.AppendUvarint(b, uint64(n.Seg))
-	return binary.AppendUvarint(b, uint64(n.Offset))
+func encodeName(e *binenc.Encoder, n wal.Name) {
+	e.Uvarint(uint64(n.Kind))
+	e.Uvarint(uint64(n.TLI))
+	e.Uvarint(uint64(n.Log))
+	e.Uvarint(uint64(n.Seg))
+	e.Uvarint(uint64(n.Offset))
 }
 
-func appendTime(b []byte, t time.Time) []byte {
-	if t.IsZero() && t == (time.Time{}) {
-		return append(b, locZero)
-	}
-	switch t.Location() {
-	case time.Local:
-		b = append(b, locLocal)
-	case time.UTC:
-		b = append(b, locUTC)
-	default:
-		name, off := t.Zone()
-		b = append(b, locFixed)
-		b = binary.AppendVarint(b, int64(off))
-		b = binary.AppendUvarint(b, uint64(len(name)))
-		b = append(b, name...)
-	}
-	b = binary.AppendVarint(b, t.Unix())
-	return binary.AppendUvarint(b, uint64(t.Nanosecond()))
-}
+// walDecoder adds WAL names to the shared decoder.
+type walDecoder struct{ *binenc.Decoder }
 
-// walDecoder reads the encoding; the first error sticks and later reads
-// return zero values, so callers check once.
-type walDecoder struct {
-	b   []byte
-	err error
-}
-
-func (d *walDecoder) fail(what string) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: %s", ErrBadWALState, what)
+func (d walDecoder) name() wal.Name {
+	kind := d.Uvarint()
+	if d.Err() == nil && kind > uint64(wal.KindHistory) {
+		d.Fail("bad WAL name kind")
 	}
-}
-
-func (d *walDecoder) byte() byte {
-	if d.err != nil {
-		return 0
-	}
-	if len(d.b) == 0 {
-		d.fail("truncated")
-		return 0
-	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
-}
-
-func (d *walDecoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("truncated or bad number")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *walDecoder) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("truncated or bad number")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *walDecoder) int() int {
-	v := d.uvarint()
-	if v > math.MaxInt {
-		d.fail("count out of range")
-		return 0
-	}
-	return int(v)
-}
-
-// count reads a number of elements each taking at least min bytes: a
-// count the remaining data cannot hold is an error before anything is
-// allocated for it.
-func (d *walDecoder) count(min int) int {
-	v := d.uvarint()
-	if d.err == nil && v > uint64(len(d.b)/min) {
-		d.fail("count exceeds data")
-		return 0
-	}
-	return int(v)
-}
-
-func (d *walDecoder) u32() uint32 {
-	v := d.uvarint()
-	if v > math.MaxUint32 {
-		d.fail("number out of range")
-		return 0
-	}
-	return uint32(v)
-}
-
-func (d *walDecoder) name() wal.Name {
-	kind := d.uvarint()
-	if d.err == nil && kind > uint64(wal.KindHistory) {
-		d.fail("bad WAL name kind")
-	}
-	return wal.Name{Kind: wal.Kind(kind), TLI: d.u32(), Log: d.u32(), Seg: d.u32(), Offset: d.u32()}
-}
-
-func (d *walDecoder) time() time.Time {
-	kind := d.byte()
-	var loc *time.Location
-	switch kind {
-	case locZero:
-		return time.Time{}
-	case locLocal:
-		loc = time.Local
-	case locUTC:
-		loc = time.UTC
-	case locFixed:
-		off := d.varint()
-		n := d.count(1)
-		if d.err == nil && (off < -24*3600 || off > 24*3600) {
-			d.fail("bad zone offset")
-		}
-		if d.err != nil {
-			return time.Time{}
-		}
-		loc = time.FixedZone(string(d.b[:n]), int(off))
-		d.b = d.b[n:]
-	default:
-		d.fail("bad time kind")
-		return time.Time{}
-	}
-	sec, nsec := d.varint(), d.uvarint()
-	if d.err == nil && nsec >= 1e9 {
-		d.fail("bad nanoseconds")
-	}
-	if d.err != nil {
-		return time.Time{}
-	}
-	t := time.Unix(sec, int64(nsec))
-	if loc == time.Local {
-		return t
-	}
-	return t.In(loc)
+	return wal.Name{Kind: wal.Kind(kind), TLI: d.U32(), Log: d.U32(), Seg: d.U32(), Offset: d.U32()}
 }

@@ -11,10 +11,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/cellar-backup/cellar/catalog"
 	"github.com/cellar-backup/cellar/checks"
+	"github.com/cellar-backup/cellar/internal/binenc"
 	"github.com/cellar-backup/cellar/internal/durable"
 )
 
@@ -46,15 +46,6 @@ const (
 	// header: magic and version; trailer: CRC-32C of all before it.
 	stateHeader  = len(stateMagic) + 4
 	stateTrailer = 4
-)
-
-// time location kinds, as in checks/walstate.go: restored times must be
-// reflect.DeepEqual to freshly parsed ones.
-const (
-	locZero  = 0
-	locLocal = 1 // followed by the local offset at that instant
-	locUTC   = 2
-	locFixed = 3 // followed by offset and name
 )
 
 // stateTrack remembers what the last save or load covered, so that
@@ -140,12 +131,12 @@ func (t *Target) SaveState() error {
 	}
 
 	l := t.s.Layout()
-	e := stateEncoder{b: make([]byte, 0, 4096)}
-	e.b = append(e.b, stateMagic...)
-	e.b = binary.LittleEndian.AppendUint32(e.b, stateVersion)
-	e.str(t.s.Name())
+	e := stateEncoder{binenc.Encoder{B: make([]byte, 0, 4096)}}
+	e.B = append(e.B, stateMagic...)
+	e.B = binary.LittleEndian.AppendUint32(e.B, stateVersion)
+	e.Str(t.s.Name())
 	for _, p := range stateLayoutPaths(l) {
-		e.str(p)
+		e.Str(p)
 	}
 	b.mu.Lock()
 	bver, gen := b.ver, b.gen
@@ -158,11 +149,11 @@ func (t *Target) SaveState() error {
 	if err != nil {
 		return fmt.Errorf("server %s: probe state: %w", t.s.Name(), err)
 	}
-	e.b = binary.LittleEndian.AppendUint32(e.b, crc32.Checksum(e.b, crc32.MakeTable(crc32.Castagnoli)))
+	e.B = binary.LittleEndian.AppendUint32(e.B, crc32.Checksum(e.B, crc32.MakeTable(crc32.Castagnoli)))
 
 	t.state.backupsVer, t.state.walsVer, t.state.gen, t.state.genDirty = bver, wver, gen, false
 	path := t.StatePath()
-	if err := durable.WriteFile(path, e.b, 0o600); err != nil {
+	if err := durable.WriteFile(path, e.B, 0o600); err != nil {
 		return fmt.Errorf("server %s: probe state: %w", t.s.Name(), err)
 	}
 	return nil
@@ -189,13 +180,13 @@ func (c *backupCache) encode(e *stateEncoder) {
 	if c.quiet {
 		flags |= 2
 	}
-	e.b = append(e.b, flags)
+	e.Byte(flags)
 	e.fileID(c.metaDir)
 	e.fileID(c.baseDir)
-	e.uvarint(uint64(max(c.gen, 0)))
-	e.uvarint(uint64(len(c.items)))
+	e.Uvarint(uint64(max(c.gen, 0)))
+	e.Uvarint(uint64(len(c.items)))
 	for _, it := range c.items {
-		e.str(it.id)
+		e.Str(it.id)
 		ci, cached := c.files[it.path]
 		var f byte
 		if it.meta {
@@ -204,7 +195,7 @@ func (c *backupCache) encode(e *stateEncoder) {
 		if cached {
 			f |= 2
 		}
-		e.b = append(e.b, f)
+		e.Byte(f)
 		if !cached {
 			continue
 		}
@@ -215,77 +206,43 @@ func (c *backupCache) encode(e *stateEncoder) {
 
 func (c *walCache) encode(e *stateEncoder) error {
 	if !c.valid || c.acc == nil {
-		e.b = append(e.b, 0)
+		e.Byte(0)
 		return nil
 	}
 	acc, err := c.acc.MarshalBinary()
 	if err != nil {
 		return err
 	}
-	e.b = append(e.b, 1)
-	e.uvarint(c.dev)
-	e.uvarint(c.ino)
-	e.uvarint(uint64(c.offset))
-	e.bytes(c.tail)
-	e.bytes(acc)
+	e.Byte(1)
+	e.Uvarint(c.dev)
+	e.Uvarint(c.ino)
+	e.Uvarint(uint64(c.offset))
+	e.Bytes(c.tail)
+	e.Bytes(acc)
 	return nil
 }
 
-type stateEncoder struct{ b []byte }
-
-func (e *stateEncoder) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
-func (e *stateEncoder) varint(v int64)   { e.b = binary.AppendVarint(e.b, v) }
-
-func (e *stateEncoder) str(s string) {
-	e.uvarint(uint64(len(s)))
-	e.b = append(e.b, s...)
-}
-
-func (e *stateEncoder) bytes(p []byte) {
-	e.uvarint(uint64(len(p)))
-	e.b = append(e.b, p...)
-}
+// stateEncoder adds the cache types to the shared encoding.
+type stateEncoder struct{ binenc.Encoder }
 
 func (e *stateEncoder) fileID(id fileID) {
-	e.varint(id.size)
-	e.varint(id.mtime)
-	e.uvarint(id.dev)
-	e.uvarint(id.ino)
-}
-
-func (e *stateEncoder) time(t time.Time) {
-	if t == (time.Time{}) {
-		e.b = append(e.b, locZero)
-		return
-	}
-	switch t.Location() {
-	case time.Local:
-		_, off := t.Zone()
-		e.b = append(e.b, locLocal)
-		e.varint(int64(off))
-	case time.UTC:
-		e.b = append(e.b, locUTC)
-	default:
-		name, off := t.Zone()
-		e.b = append(e.b, locFixed)
-		e.varint(int64(off))
-		e.str(name)
-	}
-	e.varint(t.Unix())
-	e.uvarint(uint64(t.Nanosecond()))
+	e.Varint(id.size)
+	e.Varint(id.mtime)
+	e.Uvarint(id.dev)
+	e.Uvarint(id.ino)
 }
 
 func (e *stateEncoder) backup(b *checks.Backup) {
 	// ID is the item's; the rest in checks.Backup's field order.
-	e.str(b.Status)
-	e.time(b.BeginTime)
-	e.time(b.EndTime)
-	e.varint(b.Size)
-	e.str(b.BeginWAL)
-	e.str(b.EndWAL)
-	e.uvarint(uint64(b.Timeline))
-	e.str(b.ParentID)
-	e.uvarint(b.WALSegmentSize)
+	e.Str(b.Status)
+	e.Time(b.BeginTime)
+	e.Time(b.EndTime)
+	e.Varint(b.Size)
+	e.Str(b.BeginWAL)
+	e.Str(b.EndWAL)
+	e.Uvarint(uint64(b.Timeline))
+	e.Str(b.ParentID)
+	e.Uvarint(b.WALSegmentSize)
 }
 
 // decodedState is a validated state file, in the caches' shapes.
@@ -317,45 +274,46 @@ func decodeState(data []byte, l catalog.Layout) (*decodedState, error) {
 	if crc32.Checksum(body, crc32.MakeTable(crc32.Castagnoli)) != binary.LittleEndian.Uint32(data[len(body):]) {
 		return nil, fmt.Errorf("%w: checksum mismatch (truncated or damaged)", ErrBadState)
 	}
-	d := stateDecoder{s: string(body[stateHeader:])}
-	if name := d.str(); d.err == nil && name != l.Server {
+	d := stateDecoder{binenc.NewDecoder(string(body[stateHeader:]))}
+	if name := d.Str(); d.Err() == nil && name != l.Server {
 		return nil, fmt.Errorf("%w: saved for server %q", ErrBadState, name)
 	}
 	for _, want := range stateLayoutPaths(l) {
-		if got := d.str(); d.err == nil && got != want {
+		if got := d.Str(); d.Err() == nil && got != want {
 			return nil, fmt.Errorf("%w: saved for catalog path %q, now %q", ErrBadState, got, want)
 		}
 	}
 	st := &decodedState{}
-	flags := d.byte()
+	var accErr error
+	flags := d.Byte()
 	if flags&^3 != 0 {
-		d.fail("unknown listing flags")
+		d.Fail("unknown listing flags")
 	}
 	st.listed, st.quiet = flags&1 != 0, flags&2 != 0
 	st.metaDir, st.baseDir = d.fileID(), d.fileID()
-	st.gen = d.int()
-	n := d.count(2)
+	st.gen = d.Int()
+	n := d.Count(2)
 	st.items = make([]backupItem, 0, n)
 	st.files = make(map[string]cachedInfo, n)
 	cached := make([]cachedInfo, 0, n)
 	cachedAt := make([]int, 0, n)
 	for range n {
-		id := d.str()
-		f := d.byte()
-		if d.err != nil {
+		id := d.Str()
+		f := d.Byte()
+		if d.Err() != nil {
 			break
 		}
 		if f&^3 != 0 {
-			d.fail("unknown backup flags")
+			d.Fail("unknown backup flags")
 			break
 		}
 		if !catalog.IsBackupID(id) {
-			d.fail("bad backup id")
+			d.Fail("bad backup id")
 			break
 		}
 		// listBackups sorts by id and lists each id once.
 		if k := len(st.items); k > 0 && st.items[k-1].id >= id {
-			d.fail("backup ids not sorted")
+			d.Fail("backup ids not sorted")
 			break
 		}
 		st.items = append(st.items, backupItem{id: id, meta: f&1 != 0})
@@ -367,43 +325,47 @@ func decodeState(data []byte, l catalog.Layout) (*decodedState, error) {
 			cachedAt = append(cachedAt, len(st.items)-1)
 		}
 	}
-	if d.err == nil {
+	if d.Err() == nil {
 		backupInfoPaths(l, st.items)
 		for i, ci := range cached {
 			st.files[st.items[cachedAt[i]].path] = ci
 		}
 	}
 
-	switch d.byte() {
+	switch d.Byte() {
 	case 0:
 	case 1:
 		st.walValid = true
-		st.dev, st.ino = d.uvarint(), d.uvarint()
-		off := d.uvarint()
-		tail, acc := d.bytes(), d.bytes()
-		if d.err != nil {
+		st.dev, st.ino = d.Uvarint(), d.Uvarint()
+		off := d.Uvarint()
+		tail, acc := d.Str(), d.Str()
+		if d.Err() != nil {
 			break
 		}
 		// readFrom leaves the last whole line consumed, newline
 		// included, ending at the offset.
 		if off > math.MaxInt64 || uint64(len(tail)) > off || (off > 0) != (len(tail) > 0) ||
 			(len(tail) > 0 && tail[len(tail)-1] != '\n') || strings.IndexByte(tail[:max(len(tail)-1, 0)], '\n') >= 0 {
-			d.fail("bad xlog.db position")
+			d.Fail("bad xlog.db position")
 			break
 		}
 		st.offset, st.tail = int64(off), []byte(tail)
 		st.acc = &checks.WALAccumulator{}
 		if err := st.acc.UnmarshalBinary([]byte(acc)); err != nil {
-			d.err = fmt.Errorf("%w: %w", ErrBadState, err)
+			accErr = err
+			d.Fail("bad WAL summary")
 		}
 	default:
-		d.fail("bad xlog.db flag")
+		d.Fail("bad xlog.db flag")
 	}
-	if d.err == nil && d.left() != 0 {
-		d.fail("trailing bytes")
+	if d.Err() == nil && d.Left() != 0 {
+		d.Fail("trailing bytes")
 	}
-	if d.err != nil {
-		return nil, d.err
+	if accErr != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadState, accErr)
+	}
+	if err := d.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadState, err)
 	}
 	return st, nil
 }
@@ -454,163 +416,24 @@ func backupInfoPaths(l catalog.Layout, items []backupItem) {
 	}
 }
 
-// stateDecoder reads the payload; the first error sticks and later reads
-// return zero values, so callers check once.
-type stateDecoder struct {
-	s   string
-	pos int // reading by index: reslicing s would cost a GC write barrier per field
-	err error
-}
-
-func (d *stateDecoder) left() int { return len(d.s) - d.pos }
-
-func (d *stateDecoder) fail(what string) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: %s", ErrBadState, what)
-	}
-}
-
-func (d *stateDecoder) byte() byte {
-	if d.err != nil {
-		return 0
-	}
-	if d.pos >= len(d.s) {
-		d.fail("truncated")
-		return 0
-	}
-	c := d.s[d.pos]
-	d.pos++
-	return c
-}
-
-// uvarint and varint are binary.Uvarint/Varint on a string (converting
-// would copy).
-func (d *stateDecoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	var x uint64
-	var s uint
-	for i := 0; d.pos+i < len(d.s) && i < binary.MaxVarintLen64; i++ {
-		c := d.s[d.pos+i]
-		if c < 0x80 {
-			if i == binary.MaxVarintLen64-1 && c > 1 {
-				break
-			}
-			d.pos += i + 1
-			return x | uint64(c)<<s
-		}
-		x |= uint64(c&0x7f) << s
-		s += 7
-	}
-	d.fail("truncated or bad number")
-	return 0
-}
-
-func (d *stateDecoder) varint() int64 {
-	ux := d.uvarint()
-	x := int64(ux >> 1)
-	if ux&1 != 0 {
-		x = ^x
-	}
-	return x
-}
-
-func (d *stateDecoder) int() int {
-	v := d.uvarint()
-	if v > math.MaxInt {
-		d.fail("number out of range")
-		return 0
-	}
-	return int(v)
-}
-
-// count reads a number of elements each taking at least min bytes, and
-// refuses counts the remaining data cannot hold before anything is
-// allocated for them.
-func (d *stateDecoder) count(min int) int {
-	v := d.uvarint()
-	if d.err == nil && v > uint64(d.left()/min) {
-		d.fail("count exceeds data")
-		return 0
-	}
-	return int(v)
-}
-
-func (d *stateDecoder) str() string {
-	n := d.count(1)
-	if d.err != nil {
-		return ""
-	}
-	s := d.s[d.pos : d.pos+n]
-	d.pos += n
-	return s
-}
-
-func (d *stateDecoder) bytes() string { return d.str() }
+// stateDecoder adds the cache types to the shared decoding.
+type stateDecoder struct{ *binenc.Decoder }
 
 func (d *stateDecoder) fileID() fileID {
-	return fileID{size: d.varint(), mtime: d.varint(), dev: d.uvarint(), ino: d.uvarint()}
-}
-
-func (d *stateDecoder) time() time.Time {
-	kind := d.byte()
-	var loc *time.Location
-	var localOff int64
-	switch kind {
-	case locZero:
-		return time.Time{}
-	case locLocal:
-		loc = time.Local
-		localOff = d.varint()
-	case locUTC:
-		loc = time.UTC
-	case locFixed:
-		off := d.varint()
-		name := d.str()
-		if d.err == nil && (off < -24*3600 || off > 24*3600) {
-			d.fail("bad zone offset")
-		}
-		if d.err != nil {
-			return time.Time{}
-		}
-		loc = time.FixedZone(name, int(off))
-	default:
-		d.fail("bad time kind")
-		return time.Time{}
-	}
-	sec, nsec := d.varint(), d.uvarint()
-	if d.err == nil && nsec >= 1e9 {
-		d.fail("bad nanoseconds")
-	}
-	if d.err != nil {
-		return time.Time{}
-	}
-	t := time.Unix(sec, int64(nsec))
-	if loc != time.Local {
-		return t.In(loc)
-	}
-	// A backup.info time without offset is read in the local zone: if
-	// that zone changed since the save, a fresh parse would give another
-	// instant, so the saved one is no longer the answer.
-	if _, off := t.Zone(); int64(off) != localOff {
-		d.fail("local time zone changed since the save")
-		return time.Time{}
-	}
-	return t
+	return fileID{size: d.Varint(), mtime: d.Varint(), dev: d.Uvarint(), ino: d.Uvarint()}
 }
 
 func (d *stateDecoder) backup() checks.Backup {
-	b := checks.Backup{Status: d.str()}
-	b.BeginTime, b.EndTime = d.time(), d.time()
-	b.Size = d.varint()
-	b.BeginWAL, b.EndWAL = d.str(), d.str()
-	tli := d.uvarint()
+	b := checks.Backup{Status: d.Str()}
+	b.BeginTime, b.EndTime = d.Time(), d.Time()
+	b.Size = d.Varint()
+	b.BeginWAL, b.EndWAL = d.Str(), d.Str()
+	tli := d.Uvarint()
 	if tli > math.MaxUint32 {
-		d.fail("timeline out of range")
+		d.Fail("timeline out of range")
 	}
 	b.Timeline = uint32(tli)
-	b.ParentID = d.str()
-	b.WALSegmentSize = d.uvarint()
+	b.ParentID = d.Str()
+	b.WALSegmentSize = d.Uvarint()
 	return b
 }

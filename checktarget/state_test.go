@@ -405,28 +405,6 @@ func TestStateEncodesAllBackupFields(t *testing.T) {
 	}
 }
 
-// Local-time backup.info values are only valid for the zone they were
-// parsed in.
-func TestStateLocalZoneChanged(t *testing.T) {
-	t.Parallel()
-	var e stateEncoder
-	e.time(time.Date(2025, 12, 2, 0, 0, 0, 0, time.Local))
-	d := stateDecoder{s: string(e.b)}
-	if got := d.time(); d.err != nil || !reflect.DeepEqual(got, time.Date(2025, 12, 2, 0, 0, 0, 0, time.Local)) {
-		t.Fatalf("local time round trip: %v, %v", got, d.err)
-	}
-	// The same instant with another recorded local offset.
-	_, off := time.Date(2025, 12, 2, 0, 0, 0, 0, time.Local).Zone()
-	e = stateEncoder{b: []byte{locLocal}}
-	e.varint(int64(off + 1800))
-	e.varint(time.Date(2025, 12, 2, 0, 0, 0, 0, time.Local).Unix())
-	e.uvarint(0)
-	d = stateDecoder{s: string(e.b)}
-	if d.time(); !errors.Is(d.err, ErrBadState) {
-		t.Fatalf("time saved under another local zone: %v, want ErrBadState", d.err)
-	}
-}
-
 func FuzzLoadState(f *testing.F) {
 	s := stateCatalog(f)
 	tg := New(s)

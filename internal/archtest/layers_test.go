@@ -34,13 +34,14 @@ var allowed = map[string][]string{
 	"retention":                level2,
 	"passive":                  level2,
 	"internal/hooks":           {},
+	"internal/binenc":          {},
 	"internal/walclient":       {"wal", "catalog", "internal/durable", "internal/lock"},
 	"config":                   {"wal", "retention"},
 	"server":                   append([]string{"config", "archive", "archive/stream", "backup", "recovery", "retention", "passive"}, level2...),
-	"checks":                   {"config", "catalog", "wal"},
+	"checks":                   {"config", "catalog", "wal", "internal/binenc"},
 	"alerts":                   {"checks"},
 	"exporter":                 {"checks", "checktarget", "server", "config", "catalog", "wal"},
-	"checktarget":              {"checks", "server", "config", "catalog", "postgres", "wal", "internal/durable", "internal/lock", "passive"},
+	"checktarget":              {"checks", "server", "config", "catalog", "postgres", "wal", "internal/binenc", "internal/durable", "internal/lock", "passive"},
 	"jobs":                     {"checks", "checktarget", "server", "config", "catalog", "wal", "internal/lock"},
 }
 
