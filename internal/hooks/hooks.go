@@ -119,15 +119,18 @@ type RetryPolicy struct {
 	NapAfter int
 }
 
-// DefaultRetry is Barman's schedule.
-var DefaultRetry = RetryPolicy{Break: 3 * time.Second, Nap: 60 * time.Second, NapAfter: 5}
+// DefaultRetry is Barman's schedule: 3 s between tries, 60 s after every
+// 5 failures.
+func DefaultRetry() RetryPolicy {
+	return RetryPolicy{Break: 3 * time.Second, Nap: 60 * time.Second, NapAfter: 5}
+}
 
 func (p RetryPolicy) orDefault() RetryPolicy {
 	if p == (RetryPolicy{}) {
-		return DefaultRetry
+		return DefaultRetry()
 	}
 	if p.NapAfter <= 0 {
-		p.NapAfter = DefaultRetry.NapAfter
+		p.NapAfter = DefaultRetry().NapAfter
 	}
 	return p
 }

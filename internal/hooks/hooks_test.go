@@ -130,7 +130,7 @@ exit 1
 
 func TestRetryPolicyDelay(t *testing.T) {
 	t.Parallel()
-	p := DefaultRetry
+	p := DefaultRetry()
 	var got []time.Duration
 	for f := 1; f <= 12; f++ {
 		got = append(got, p.delay(f))
