@@ -268,11 +268,27 @@ func (s *session) streamTimeline(ctx context.Context, tli uint32, start wal.LSN)
 			s.seg = nil
 		}
 	}()
+	// The wait for the next message is bounded by a read deadline on the
+	// connection rather than a context per message: a deadline context
+	// (timer, cancel registration) for each of thousands of messages a
+	// second was a sixth of receive-wal's CPU. Cancelling ctx expires the
+	// deadline at once; the loop then sees ctx.Err().
+	nc := s.pg.Conn()
+	stopWatch := context.AfterFunc(ctx, func() { _ = nc.SetReadDeadline(time.Now()) })
+	defer stopWatch()
+	defer func() { _ = nc.SetReadDeadline(time.Time{}) }()
 	for {
-		deadline := s.lastSent.Add(o.StatusInterval)
-		rctx, cancel := context.WithDeadline(ctx, deadline)
-		msg, err := s.pg.ReceiveMessage(rctx)
-		cancel()
+		if err := ctx.Err(); err != nil {
+			s.stop()
+			return nil, err
+		}
+		if err := nc.SetReadDeadline(s.lastSent.Add(o.StatusInterval)); err != nil {
+			return nil, s.wrap(tli, err)
+		}
+		if ctx.Err() != nil {
+			continue // cancelled between the check and the deadline
+		}
+		msg, err := s.pg.ReceiveMessage(context.Background())
 		if err != nil {
 			if ctx.Err() != nil {
 				s.stop()
@@ -301,6 +317,7 @@ func (s *session) streamTimeline(ctx context.Context, tli uint32, start wal.LSN)
 				s.seg = nil
 				s.markFlushed(s.received)
 			}
+			_ = nc.SetReadDeadline(time.Time{}) // finishCopy has its own context
 			eot, err := finishCopy(ctx, s.pg)
 			if err != nil {
 				return nil, s.wrap(tli, err)
