@@ -2,14 +2,12 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cellar-backup/cellar/wal"
 )
@@ -431,12 +429,6 @@ func isArchiving(mode string, a ArchiverStats) bool {
 		return true
 	}
 	return a.LastFailedTime != nil && a.LastArchivedTime != nil && !a.LastFailedTime.After(*a.LastArchivedTime)
-}
-
-// isPrivilegeError reports SQLSTATE 42501 (insufficient_privilege).
-func isPrivilegeError(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "42501"
 }
 
 // MajorVersion is the server's major version as text ("15").
