@@ -196,6 +196,7 @@ type infoField struct {
 	hideIfNull bool
 	format     func(b *BackupInfo) string // canonical value; "None" for null
 	parse      func(b *BackupInfo, v string) error
+	null       func(b *BackupInfo) // resets the field to None (its zero value)
 }
 
 func textField(key string, p func(b *BackupInfo) *string) infoField {
@@ -208,6 +209,7 @@ func textField(key string, p func(b *BackupInfo) *string) infoField {
 			return "None"
 		},
 		parse: func(b *BackupInfo, v string) error { *p(b) = v; return nil },
+		null:  func(b *BackupInfo) { *p(b) = "" },
 	}
 }
 
@@ -228,6 +230,7 @@ func nullIntField(key string, p func(b *BackupInfo) **int64) infoField {
 			*p(b) = &n
 			return nil
 		},
+		null: func(b *BackupInfo) { *p(b) = nil },
 	}
 }
 
@@ -248,6 +251,7 @@ func intField(key string, p func(b *BackupInfo) *int64) infoField {
 			*p(b) = n
 			return nil
 		},
+		null: func(b *BackupInfo) { *p(b) = 0 },
 	}
 }
 
@@ -268,6 +272,7 @@ func timeField(key string, p func(b *BackupInfo) *time.Time) infoField {
 			*p(b) = t
 			return nil
 		},
+		null: func(b *BackupInfo) { *p(b) = time.Time{} },
 	}
 }
 
@@ -293,6 +298,7 @@ var infoFields = []infoField{
 			b.BackupLabel = pv.s
 			return nil
 		},
+		null: func(b *BackupInfo) { b.BackupLabel = "" },
 	},
 	func() infoField {
 		f := textField("backup_name", func(b *BackupInfo) *string { return &b.BackupName })
@@ -317,6 +323,7 @@ var infoFields = []infoField{
 			}
 			return nil
 		},
+		null: func(b *BackupInfo) { b.ChildrenBackupIDs = nil },
 	},
 	nullIntField("cluster_size", func(b *BackupInfo) **int64 { return &b.ClusterSize }),
 	textField("compression", func(b *BackupInfo) *string { return &b.Compression }),
@@ -325,6 +332,7 @@ var infoFields = []infoField{
 		key:    "copy_stats",
 		format: formatCopyStats,
 		parse:  parseCopyStats,
+		null:   func(b *BackupInfo) { b.CopyStats = nil },
 	},
 	textField("data_checksums", func(b *BackupInfo) *string { return &b.DataChecksums }),
 	nullIntField("deduplicated_size", func(b *BackupInfo) **int64 { return &b.DeduplicatedSize }),
@@ -366,6 +374,7 @@ var infoFields = []infoField{
 			b.IncludedFiles = files
 			return nil
 		},
+		null: func(b *BackupInfo) { b.IncludedFiles = nil },
 	},
 	textField("mode", func(b *BackupInfo) *string { return &b.Mode }),
 	textField("parent_backup_id", func(b *BackupInfo) *string { return &b.ParentBackupID }),
@@ -388,6 +397,7 @@ var infoFields = []infoField{
 			b.SnapshotsInfo = v
 			return nil
 		},
+		null: func(b *BackupInfo) { b.SnapshotsInfo = "" },
 	},
 	{
 		key: "status",
@@ -398,6 +408,7 @@ var infoFields = []infoField{
 			return string(b.Status)
 		},
 		parse: func(b *BackupInfo, v string) error { b.Status = Status(v); return nil },
+		null:  func(b *BackupInfo) { b.Status = "" },
 	},
 	textField("summarize_wal", func(b *BackupInfo) *string { return &b.SummarizeWAL }),
 	textField("systemid", func(b *BackupInfo) *string { return &b.SystemID }),
@@ -405,6 +416,7 @@ var infoFields = []infoField{
 		key:    "tablespaces",
 		format: formatTablespaces,
 		parse:  parseTablespaces,
+		null:   func(b *BackupInfo) { b.Tablespaces = nil },
 	},
 	intField("timeline", func(b *BackupInfo) *int64 { return &b.Timeline }),
 	intField("version", func(b *BackupInfo) *int64 { return &b.Version }),
@@ -565,9 +577,8 @@ func ParseBackupInfo(data []byte, source string) (*BackupInfo, error) {
 		if !ok {
 			return nil, &InfoError{File: source, Line: lineNo, Key: key, Err: errUnknownKey}
 		}
-		if err := setNull(b, key); err != nil {
-			return nil, &InfoError{File: source, Line: lineNo, Key: key, Err: err}
-		}
+		// A later duplicate key wins, as in Barman: start from None.
+		f.null(b)
 		if value != "None" {
 			if err := f.parse(b, value); err != nil {
 				return nil, &InfoError{File: source, Line: lineNo, Key: key, Err: err}
@@ -576,87 +587,6 @@ func ParseBackupInfo(data []byte, source string) (*BackupInfo, error) {
 		b.raw[key] = rawValue{raw: value, canon: f.format(b)}
 	}
 	return b, nil
-}
-
-// setNull resets one field to None (a later duplicate key wins, as in
-// Barman).
-func setNull(b *BackupInfo, key string) error {
-	// Each field's null form is its zero value.
-	switch key {
-	case "backup_label":
-		b.BackupLabel = ""
-	case "backup_name":
-		b.BackupName = ""
-	case "begin_offset":
-		b.BeginOffset = nil
-	case "begin_time":
-		b.BeginTime = time.Time{}
-	case "begin_wal":
-		b.BeginWAL = ""
-	case "begin_xlog":
-		b.BeginXLog = ""
-	case "children_backup_ids":
-		b.ChildrenBackupIDs = nil
-	case "cluster_size":
-		b.ClusterSize = nil
-	case "compression":
-		b.Compression = ""
-	case "config_file":
-		b.ConfigFile = ""
-	case "copy_stats":
-		b.CopyStats = nil
-	case "data_checksums":
-		b.DataChecksums = ""
-	case "deduplicated_size":
-		b.DeduplicatedSize = nil
-	case "encryption":
-		b.Encryption = ""
-	case "end_offset":
-		b.EndOffset = nil
-	case "end_time":
-		b.EndTime = time.Time{}
-	case "end_wal":
-		b.EndWAL = ""
-	case "end_xlog":
-		b.EndXLog = ""
-	case "error":
-		b.Error = ""
-	case "hba_file":
-		b.HBAFile = ""
-	case "ident_file":
-		b.IdentFile = ""
-	case "included_files":
-		b.IncludedFiles = nil
-	case "mode":
-		b.Mode = ""
-	case "parent_backup_id":
-		b.ParentBackupID = ""
-	case "pgdata":
-		b.PGData = ""
-	case "server_name":
-		b.ServerName = ""
-	case "size":
-		b.Size = nil
-	case "snapshots_info":
-		b.SnapshotsInfo = ""
-	case "status":
-		b.Status = ""
-	case "summarize_wal":
-		b.SummarizeWAL = ""
-	case "systemid":
-		b.SystemID = ""
-	case "tablespaces":
-		b.Tablespaces = nil
-	case "timeline":
-		b.Timeline = 0
-	case "version":
-		b.Version = 0
-	case "xlog_segment_size":
-		b.XLogSegmentSize = 0
-	default:
-		return errUnknownKey
-	}
-	return nil
 }
 
 // Marshal returns the file content Barman would write: every key sorted,

@@ -302,3 +302,32 @@ func TestWriteBackupInfo(t *testing.T) {
 		t.Error("written file differs from fixture")
 	}
 }
+
+// Every backup.info key knows its None form, which a duplicate key starts
+// from (the last one wins, as in Barman).
+func TestInfoFieldsNull(t *testing.T) {
+	t.Parallel()
+	full, err := ReadBackupInfo("testdata/barman/pg1/meta/20240115T100000-backup.info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range infoFields {
+		if f.null == nil {
+			t.Errorf("%s: no null", f.key)
+			continue
+		}
+		b := *full
+		f.null(&b)
+		if got := f.format(&b); got != "None" {
+			t.Errorf("%s after null formats as %q, want None", f.key, got)
+		}
+	}
+	data := []byte("size=42\nsize=None\nstatus=DONE\nstatus=FAILED\n")
+	b, err := ParseBackupInfo(data, "dup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Size != nil || b.Status != StatusFailed {
+		t.Errorf("duplicate keys: size %v status %q, want the last of each", b.Size, b.Status)
+	}
+}
