@@ -239,7 +239,8 @@ cellar_passive_sync_lag_segments{server="pg4"} 1
 	}
 }
 
-func gaugeValue(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) float64 {
+// gaugeValue is the value of the first series of name matching labels.
+func gaugeValue(t testing.TB, g prometheus.Gatherer, name string, labels map[string]string) float64 {
 	t.Helper()
 	mfs, err := g.Gather()
 	if err != nil {

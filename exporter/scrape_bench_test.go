@@ -151,10 +151,10 @@ func BenchmarkScrapeLargeCatalog(b *testing.B) {
 	for n := range nlines {
 		want += float64(600000 + n%1000)
 	}
-	if got := benchGauge(b, reg, "cellar_wal_archive_size_bytes", map[string]string{"server": "pg01"}); got != want {
+	if got := gaugeValue(b, reg, "cellar_wal_archive_size_bytes", map[string]string{"server": "pg01"}); got != want {
 		b.Fatalf("cellar_wal_archive_size_bytes{server=pg01} = %v, want %v", got, want)
 	}
-	if got := benchGauge(b, reg, "cellar_backups", map[string]string{"server": "pg20", "status": "DONE"}); got != float64(nbackups) {
+	if got := gaugeValue(b, reg, "cellar_backups", map[string]string{"server": "pg20", "status": "DONE"}); got != float64(nbackups) {
 		b.Fatalf("cellar_backups{server=pg20,status=DONE} = %v, want %d", got, nbackups)
 	}
 }
@@ -170,30 +170,4 @@ func envInt(tb testing.TB, name string, def int) int {
 		tb.Fatalf("%s=%q: want a positive integer", name, v)
 	}
 	return n
-}
-
-// benchGauge is gaugeValue for a benchmark: the value of the first series
-// of name matching labels.
-func benchGauge(tb testing.TB, g prometheus.Gatherer, name string, labels map[string]string) float64 {
-	tb.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
-					continue next
-				}
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	tb.Fatalf("no %s%v", name, labels)
-	return 0
 }
