@@ -151,9 +151,10 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 
 // WriteDest writes dest durably from fill: a hidden temp file in dest's
 // directory, fsynced and renamed over dest, then the directory fsynced, so
-// PostgreSQL never reads a half-written segment and a crash never leaves
-// one behind. On error nothing is left (dest is untouched). It returns the
-// number of bytes written.
+// a crash never leaves a half-written or unflushed file under dest (the
+// spool's files outlive the process). On error nothing is left (dest is
+// untouched). It returns the number of bytes written. Files handed to
+// PostgreSQL use WriteRestored instead.
 func WriteDest(ctx context.Context, dest string, fill func(w io.Writer) error) (int64, error) {
 	p, err := durable.NewPendingFile(dest, 0o600)
 	if err != nil {
