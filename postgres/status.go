@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -131,11 +132,11 @@ func (c *Conn) Status(ctx context.Context) (*Status, error) {
 	first.Queue(settingsQuery, statusSettings).Query(func(rows pgx.Rows) error {
 		var err error
 		settings, err = scanSettings(rows, len(statusSettings))
-		return c.wrapIf("read pg_settings", err)
+		return step("read pg_settings", err)
 	})
 	first.Queue(`SELECT coalesce((SELECT has_function_privilege(p.oid, 'EXECUTE') FROM pg_proc p
 		WHERE p.proname = 'pg_control_system' AND p.pronamespace = 'pg_catalog'::regnamespace), false)`).QueryRow(func(row pgx.Row) error {
-		return c.wrapIf("check access to pg_control_system", row.Scan(&canReadControl))
+		return step("check access to pg_control_system", row.Scan(&canReadControl))
 	})
 	if err := c.sendBatch(ctx, first); err != nil {
 		return nil, err
@@ -172,35 +173,29 @@ func (c *Conn) Status(ctx context.Context) (*Status, error) {
 
 	b := &pgx.Batch{}
 	b.Queue(privilegesQuery(s.ServerVersion)).QueryRow(func(row pgx.Row) error {
-		if err := row.Scan(&s.IsSuperuser, &s.HasReplication, &s.HasMonitoringPrivileges,
-			&s.HasBackupPrivileges, &s.CanCheckpoint); err != nil {
-			return c.wrap("read role privileges", err)
-		}
-		return nil
+		return step("read role privileges", row.Scan(&s.IsSuperuser, &s.HasReplication,
+			&s.HasMonitoringPrivileges, &s.HasBackupPrivileges, &s.CanCheckpoint))
 	})
 	var lsn, walName *string
 	b.Queue(recoveryQuery(s.ServerVersion)).QueryRow(func(row pgx.Row) error {
-		if err := row.Scan(&s.IsInRecovery, &lsn, &walName); err != nil {
-			return c.wrap("read recovery state and WAL position", err)
-		}
-		return nil
+		return step("read recovery state and WAL position", row.Scan(&s.IsInRecovery, &lsn, &walName))
 	})
 	b.Queue(tablespacesQuery).Query(func(rows pgx.Rows) error {
 		var err error
 		s.Tablespaces, err = scanTablespaces(rows)
-		return c.wrapIf("list tablespaces", err)
+		return step("list tablespaces", err)
 	})
 	b.Queue(archiverQuery).QueryRow(func(row pgx.Row) error {
 		var err error
 		s.Archiver, err = scanArchiver(row, s.ArchiveMode)
-		return c.wrapIf("read pg_stat_archiver", err)
+		return step("read pg_stat_archiver", err)
 	})
 	// pg_control_system() is not executable by every role; a missing
 	// system id is reported as empty (checks say "unknown").
 	var sysid *string
 	if canReadControl {
 		b.Queue("SELECT system_identifier::text FROM pg_control_system()").QueryRow(func(row pgx.Row) error {
-			return c.wrapIf("read system identifier", row.Scan(&sysid))
+			return step("read system identifier", row.Scan(&sysid))
 		})
 	}
 	if err := c.sendBatch(ctx, b); err != nil {
@@ -215,14 +210,36 @@ func (c *Conn) Status(ctx context.Context) (*Status, error) {
 	return s, nil
 }
 
-// sendBatch runs b; the queries' callbacks wrap their own errors, a
-// failure of the batch itself (connection lost) is wrapped here.
+// stepError is a batch callback's failure with what it was reading.
+type stepError struct {
+	what string
+	err  error
+}
+
+func (e *stepError) Error() string { return e.what + ": " + e.err.Error() }
+func (e *stepError) Unwrap() error { return e.err }
+
+// step names a batch callback's error (nil stays nil).
+func step(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &stepError{what, err}
+}
+
+// sendBatch runs b and wraps its error like wrap: with what the failing
+// callback was reading (step), else as a failure of the batch itself
+// (connection lost).
 func (c *Conn) sendBatch(ctx context.Context, b *pgx.Batch) error {
 	err := c.conn.SendBatch(ctx, b).Close()
-	if err != nil && !strings.HasPrefix(err.Error(), c.target+": ") {
-		err = c.wrap("read server status", err)
+	var se *stepError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &se):
+		return c.wrap(se.what, se.err)
 	}
-	return err
+	return c.wrap("read server status", err)
 }
 
 const settingsQuery = "SELECT name, setting, coalesce(unit, '') FROM pg_settings WHERE name = ANY($1)"
