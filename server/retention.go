@@ -223,11 +223,17 @@ func (s *Server) pruneWAL(ctx context.Context, deleted string) (int, error) {
 	if _, err := os.Stat(s.layout.WalsDir); errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
 	}
+	hs := s.WALDeleteHooks()
 	var names []string
-	infos := map[string]catalog.WALInfo{}
+	var infos map[string]catalog.WALInfo // for the hooks' environment only
+	if !hs.Empty() {
+		infos = map[string]catalog.WALInfo{}
+	}
 	if err := s.xlog.Scan(ctx, func(w catalog.WALInfo) error {
 		names = append(names, w.Name)
-		infos[w.Name] = w
+		if infos != nil {
+			infos[w.Name] = w
+		}
 		return nil
 	}); err != nil {
 		return 0, err
@@ -239,7 +245,6 @@ func (s *Server) pruneWAL(ctx context.Context, deleted string) (int, error) {
 	// wal_delete hooks: every pre script runs before xlog.db is
 	// rewritten, so that ABORT_STOP on one WAL keeps it and every later
 	// one both listed and on disk (the next deletion retries them).
-	hs := s.WALDeleteHooks()
 	walEnv := func(name string) hooks.Env {
 		w := infos[name]
 		p := name
