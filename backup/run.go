@@ -231,9 +231,12 @@ func Run(ctx context.Context, opts Options) (*catalog.BackupInfo, error) {
 
 	// Barman's BARMAN_PREVIOUS_ID: the previous backup that can be
 	// restored (WAITING_FOR_WALS or DONE).
+	// Looking it up reads the catalog: only when there are hooks.
 	prevID := ""
-	if prev, err := cat.Previous(id); err == nil && prev != nil {
-		prevID = prev.ID
+	if !o.Hooks.Empty() {
+		if prev, err := cat.Previous(id); err == nil && prev != nil {
+			prevID = prev.ID
+		}
 	}
 	hookEnv := func() hooks.Env {
 		return hooks.BackupEnv{
