@@ -143,7 +143,10 @@ func (s *Server) deleteBackup(ctx context.Context, id string, out io.Writer) err
 	// written, so that ABORT_STOP leaves the backup whole and unmarked
 	// (a marker would make the next retention run resume the delete).
 	hs := s.DeleteHooks()
-	env := s.backupHookEnv(b)
+	if hs.Empty() {
+		return s.removeBackup(ctx, b, out)
+	}
+	env := s.backupHookEnv(b) // reads the catalog: only for hooks
 	if err := hs.RunPre(ctx, env); err != nil {
 		return fmt.Errorf("server %s: backup %s: pre delete hook: %w", s.name, id, err)
 	}
