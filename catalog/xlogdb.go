@@ -276,14 +276,27 @@ func lineError(path string, lineNo int, err error) error {
 
 // scanFile streams complete lines from r, starting at byte offset base.
 func scanFile(path string, r io.Reader, base int64, fn func(XLogEntry) error) error {
+	return ScanXLogLines(path, r, base, func(e XLogEntry, _ []byte) error { return fn(e) })
+}
+
+// ScanXLogLines calls fn for every complete, non-blank line of the xlog.db
+// at path read from r, which is positioned at byte offset base, with the
+// parsed entry (its Offset counts from the file's start) and the raw line,
+// newline included; the line is only valid during the call. A fragment
+// without newline at the end is a torn or unfinished append and is left
+// out. It takes no lock: appends are whole lines and rewrites rename a
+// new file, so an open file always reads as complete lines and maybe a
+// fragment. fn's error stops the scan and is returned as is.
+func ScanXLogLines(path string, r io.Reader, base int64, fn func(e XLogEntry, line []byte) error) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	off := base
 	lineNo := 0
+	var long []byte
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
 			// Overlong line: accumulate it.
-			long := append([]byte(nil), line...)
+			long = append(long[:0], line...)
 			for errors.Is(err, bufio.ErrBufferFull) {
 				line, err = br.ReadSlice('\n')
 				long = append(long, line...)
@@ -292,7 +305,6 @@ func scanFile(path string, r io.Reader, base int64, fn func(XLogEntry) error) er
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				// A fragment without newline is a torn append: absent.
 				return nil
 			}
 			return fmt.Errorf("xlog.db %s: read: %w", path, err)
@@ -305,9 +317,13 @@ func scanFile(path string, r io.Reader, base int64, fn func(XLogEntry) error) er
 		}
 		info, perr := ParseXLogLine(string(line))
 		if perr != nil {
+			if base != 0 {
+				// Line numbers would count from base, not the file's start.
+				return fmt.Errorf("xlog.db %s at byte %d: %w", path, start, perr)
+			}
 			return lineError(path, lineNo, perr)
 		}
-		if err := fn(XLogEntry{WALInfo: info, Offset: start}); err != nil {
+		if err := fn(XLogEntry{WALInfo: info, Offset: start}, line); err != nil {
 			return err
 		}
 	}

@@ -1,7 +1,6 @@
 package checktarget
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -321,42 +320,24 @@ func (c *walCache) summary(ctx context.Context, path string, backups []checks.Ba
 // accumulator. Progress is kept line by line, so an interrupted read
 // (cancelled context, bad line) resumes where it stopped next time.
 func (c *walCache) readFrom(ctx context.Context, f *os.File, path string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("xlog.db %s: read: %w", path, err)
+	}
 	if _, err := f.Seek(c.offset, io.SeekStart); err != nil {
 		return fmt.Errorf("xlog.db %s: %w", path, err)
 	}
-	br := bufio.NewReaderSize(f, 64<<10)
-	var long []byte
-	for n := 0; ; n++ {
-		if n%4096 == 0 {
+	n := 0
+	return catalog.ScanXLogLines(path, f, c.offset, func(e catalog.XLogEntry, line []byte) error {
+		if n++; n%4096 == 0 {
 			if err := ctx.Err(); err != nil {
 				return fmt.Errorf("xlog.db %s: read: %w", path, err)
 			}
 		}
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			long = append(long[:0], line...)
-			for errors.Is(err, bufio.ErrBufferFull) {
-				line, err = br.ReadSlice('\n')
-				long = append(long, line...)
-			}
-			line = long
-		}
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil // a fragment without newline: not written yet
-			}
-			return fmt.Errorf("xlog.db %s: read: %w", path, err)
-		}
-		if len(bytes.TrimSpace(line)) != 0 {
-			info, perr := catalog.ParseXLogLine(string(line))
-			if perr != nil {
-				return fmt.Errorf("xlog.db %s at byte %d: %w", path, c.offset, perr)
-			}
-			c.acc.Add(toWAL(info))
-		}
-		c.offset += int64(len(line))
+		c.acc.Add(toWAL(e.WALInfo))
+		c.offset = e.Offset + int64(len(line))
 		c.tail = append(c.tail[:0], line...)
-	}
+		return nil
+	})
 }
 
 func toWAL(w catalog.WALInfo) checks.WAL {
