@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -78,21 +76,11 @@ func runDaemon(ctx context.Context, g *globalOptions, opts daemonOptions, _ []st
 	targets := &targetSet{log: g.logger}
 	targets.set(srvs)
 
-	reg := prometheus.NewRegistry()
-	self := prometheus.NewRegistry()
-	self.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	col := exporter.NewCollector(checks.Default().WithLogger(g.logger), targets, exporter.Options{
-		ScrapeTimeout:    cfg.Global.Web.ScrapeTimeout,
-		MinProbeInterval: cfg.Global.Web.MinProbeInterval,
-		Logger:           g.logger,
-	})
-	if err := reg.Register(col); err != nil {
-		return fmt.Errorf("daemon: registering collector: %w", err)
+	m, err := newMetrics(g, cfg, targets)
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
 	}
-	// Evaluate every server now, so that the first scrape finds the
-	// catalog caches warm and PostgreSQL already asked.
-	go func() { _, _ = reg.Gather() }()
-	jm, err := exporter.NewJobMetrics(reg)
+	jm, err := exporter.NewJobMetrics(m.reg)
 	if err != nil {
 		return fmt.Errorf("daemon: registering job metrics: %w", err)
 	}
@@ -105,20 +93,10 @@ func runDaemon(ctx context.Context, g *globalOptions, opts daemonOptions, _ []st
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return sched.Run(ctx) })
 	if !opts.noWeb {
-		listen := opts.listen
-		if len(listen) == 0 {
-			listen = []string{cfg.Global.Web.ListenAddress}
-		}
-		webCfg := opts.webConfig
-		if webCfg == "" {
-			webCfg = cfg.Global.Web.ConfigFile
-		}
-		hopts := exporter.HTTPOptions{ListenAddresses: listen, WebConfigFile: webCfg, Timeout: cfg.Global.Web.ScrapeTimeout, Version: version, Logger: g.logger}
-		h, err := exporter.NewHandler(prometheus.Gatherers{reg, self}, self, hopts)
+		h, hopts, err := m.handler(g, cfg, opts.listen, opts.webConfig)
 		if err != nil {
 			return err
 		}
-		g.logger.Info("exporter listening", "addresses", listen)
 		eg.Go(func() error { return exporter.Serve(ctx, h, hopts) })
 	}
 
@@ -133,7 +111,7 @@ func runDaemon(ctx context.Context, g *globalOptions, opts daemonOptions, _ []st
 				return nil
 			case <-hup:
 			}
-			next, err := reloadDaemon(cur, tasks, targets, col, sched)
+			next, err := reloadDaemon(cur, tasks, targets, m.col, sched)
 			if err != nil {
 				// A bad file must not take the running daemon down: keep
 				// the previous configuration and say why.

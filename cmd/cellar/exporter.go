@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
+	"net/http"
 	"runtime"
 	"sync"
 
@@ -11,6 +13,7 @@ import (
 
 	"github.com/cellar-backup/cellar/checks"
 	"github.com/cellar-backup/cellar/checktarget"
+	"github.com/cellar-backup/cellar/config"
 	"github.com/cellar-backup/cellar/exporter"
 )
 
@@ -36,36 +39,16 @@ func newExporterCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			reg := prometheus.NewRegistry()
-			self := prometheus.NewRegistry()
-			self.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			targets := checktarget.All(srvs)
 			loadProbeState(targets, g.logger)
-			col := exporter.NewCollector(checks.Default().WithLogger(g.logger), exporter.TargetList(targets), exporter.Options{
-				ScrapeTimeout:    cfg.Global.Web.ScrapeTimeout,
-				MinProbeInterval: cfg.Global.Web.MinProbeInterval,
-				Logger:           g.logger,
-			})
-			if err := reg.Register(col); err != nil {
-				return err
-			}
-			// Evaluate every server now, so that the first scrape finds the
-			// catalog caches warm and PostgreSQL already asked.
-			go func() { _, _ = reg.Gather() }()
-			listen := o.listen
-			if len(listen) == 0 {
-				listen = []string{cfg.Global.Web.ListenAddress}
-			}
-			webCfg := o.webConfig
-			if webCfg == "" {
-				webCfg = cfg.Global.Web.ConfigFile
-			}
-			hopts := exporter.HTTPOptions{ListenAddresses: listen, WebConfigFile: webCfg, Timeout: cfg.Global.Web.ScrapeTimeout, Version: version, Logger: g.logger}
-			h, err := exporter.NewHandler(prometheus.Gatherers{reg, self}, self, hopts)
+			m, err := newMetrics(g, cfg, exporter.TargetList(targets))
 			if err != nil {
 				return err
 			}
-			g.logger.Info("exporter listening", "addresses", listen)
+			h, hopts, err := m.handler(g, cfg, o.listen, o.webConfig)
+			if err != nil {
+				return err
+			}
 			return exporter.Serve(cmd.Context(), h, hopts)
 		},
 	}
@@ -95,4 +78,48 @@ func loadProbeState(targets []checks.Target, log *slog.Logger) {
 		})
 	}
 	wg.Wait()
+}
+
+// metrics are the exporter's registries: reg holds the checks collector
+// (and the daemon's job metrics), self the process's own metrics.
+type metrics struct {
+	reg, self *prometheus.Registry
+	col       *exporter.Collector
+}
+
+// newMetrics registers the checks collector over targets and starts the
+// first evaluation of every server at once, so that the first scrape
+// finds the catalog caches warm and PostgreSQL already asked.
+func newMetrics(g *globalOptions, cfg *config.Config, targets exporter.Targets) (*metrics, error) {
+	m := &metrics{reg: prometheus.NewRegistry(), self: prometheus.NewRegistry()}
+	m.self.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.col = exporter.NewCollector(checks.Default().WithLogger(g.logger), targets, exporter.Options{
+		ScrapeTimeout:    cfg.Global.Web.ScrapeTimeout,
+		MinProbeInterval: cfg.Global.Web.MinProbeInterval,
+		Logger:           g.logger,
+	})
+	if err := m.reg.Register(m.col); err != nil {
+		return nil, fmt.Errorf("registering collector: %w", err)
+	}
+	go func() { _, _ = m.reg.Gather() }()
+	return m, nil
+}
+
+// handler is the HTTP handler serving m on listen (default
+// global.web.listen_address) with webConfig (default global.web.config_file),
+// and the options exporter.Serve needs. It logs where it will listen.
+func (m *metrics) handler(g *globalOptions, cfg *config.Config, listen []string, webConfig string) (http.Handler, exporter.HTTPOptions, error) {
+	if len(listen) == 0 {
+		listen = []string{cfg.Global.Web.ListenAddress}
+	}
+	if webConfig == "" {
+		webConfig = cfg.Global.Web.ConfigFile
+	}
+	hopts := exporter.HTTPOptions{ListenAddresses: listen, WebConfigFile: webConfig, Timeout: cfg.Global.Web.ScrapeTimeout, Version: version, Logger: g.logger}
+	h, err := exporter.NewHandler(prometheus.Gatherers{m.reg, m.self}, m.self, hopts)
+	if err != nil {
+		return nil, hopts, err
+	}
+	g.logger.Info("exporter listening", "addresses", listen)
+	return h, hopts, nil
 }
