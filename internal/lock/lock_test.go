@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestFileName(t *testing.T) {
@@ -118,4 +120,53 @@ func TestLockFreedWhenHolderKilled(t *testing.T) {
 		t.Fatalf("lock after holder died: %v", err)
 	}
 	l.Release()
+}
+
+func TestSharedLock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), ".pg-b1.lock")
+	a, err := TryLockShared(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := TryLockShared(path)
+	if err != nil {
+		t.Fatalf("second shared lock: %v", err)
+	}
+	_, err = TryLock(path)
+	var busy *BusyError
+	if !errors.As(err, &busy) || busy.PID != os.Getpid() {
+		t.Fatalf("exclusive over shared: got %v, want BusyError naming pid %d", err, os.Getpid())
+	}
+	pids, err := Holders(path)
+	if err != nil || len(pids) != 1 || pids[0] != os.Getpid() {
+		t.Fatalf("Holders = %v, %v", pids, err)
+	}
+	if err := a.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Release(); err != nil {
+		t.Fatal(err)
+	}
+	ex, err := TryLock(path)
+	if err != nil {
+		t.Fatalf("exclusive after release: %v", err)
+	}
+	if _, err := TryLockShared(path); !errors.Is(err, ErrBusy) {
+		t.Fatalf("shared over exclusive: %v", err)
+	}
+	if err := ex.Release(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParseProcLocks(t *testing.T) {
+	data := []byte("1: FLOCK  ADVISORY  READ  1234 fd:01:5678 0 EOF\n" +
+		"2: POSIX  ADVISORY  WRITE 99 fd:01:5678 0 EOF\n" +
+		"3: FLOCK  ADVISORY  WRITE 77 fd:01:5678 0 EOF\n" +
+		"4: FLOCK  ADVISORY  READ  55 fd:01:9999 0 EOF\n" +
+		"garbage\n")
+	got := parseProcLocks(data, 5678, unix.Mkdev(0xfd, 1))
+	if len(got) != 2 || got[0] != 77 || got[1] != 1234 {
+		t.Fatalf("got %v", got)
+	}
 }
