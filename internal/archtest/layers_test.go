@@ -24,6 +24,7 @@ var allowed = map[string][]string{
 	"internal/lock":            {},
 	"internal/pgtest":          {},
 	"internal/hooks/hookstest": {},
+	"internal/durable/faultfs": {"internal/durable"},
 	"internal/archtest":        {},
 	"catalog":                  {"wal", "internal/durable", "internal/lock"},
 	"postgres":                 {"wal"},
@@ -47,7 +48,7 @@ var allowed = map[string][]string{
 
 // testHarness packages may be imported by any package's tests and by no
 // package's code.
-var testHarness = map[string]bool{"internal/pgtest": true, "internal/hooks/hookstest": true}
+var testHarness = map[string]bool{"internal/pgtest": true, "internal/hooks/hookstest": true, "internal/durable/faultfs": true}
 
 var level2 = []string{"catalog", "postgres", "wal", "internal/durable", "internal/lock", "internal/hooks"}
 
