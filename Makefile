@@ -3,7 +3,7 @@ GO ?= go
 BIN := bin/cellar
 PKGS := ./...
 
-.PHONY: build test lint fmt vet bench e2e fuzz run crash clean
+.PHONY: build test lint fmt vet bench e2e fuzz run clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$$(git describe --tags --always 2>/dev/null || echo dev)" -o $(BIN) ./cmd/cellar
@@ -36,12 +36,10 @@ bench: build
 e2e: build
 	$(GO) test -tags e2e -race -count=1 -timeout 60m -run 'E2E' ./...
 
+# Every fuzz target in the tree, found automatically (scripts/fuzz.sh).
 FUZZTIME ?= 20s
 fuzz:
-	@for spec in wal:FuzzParseWALName wal:FuzzParseLSN wal:FuzzTimelineHistory catalog:FuzzXLogDBLine catalog:FuzzBackupInfo config:FuzzLoadConfig checktarget:FuzzLoadState checks:FuzzWALAccumulatorUnmarshal internal/binenc:FuzzDecoder; do \
-		pkg=$${spec%%:*}; fn=$${spec##*:}; \
-		echo "== $$pkg $$fn"; $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$pkg/ || exit 1; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 # The demo: throwaway PostgreSQL 15 + cellar daemon (see README).
 run: build
