@@ -558,6 +558,41 @@ func (x *XLogDB) rebuildLocked(ctx context.Context, path string) ([]WALInfo, err
 	return infos, nil
 }
 
+// WALPathsInDir lists the paths of the archived WAL files under walsDir
+// that ScanWALsDir would catalog, without opening them. A missing
+// directory is empty.
+func WALPathsInDir(ctx context.Context, walsDir string) ([]string, error) {
+	root, err := os.ReadDir(walsDir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out []string
+	for _, e := range root {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		full := filepath.Join(walsDir, e.Name())
+		switch {
+		case e.IsDir() && isHashDir(e.Name()):
+			sub, err := os.ReadDir(full)
+			if err != nil {
+				return nil, err
+			}
+			for _, f := range sub {
+				if n, perr := wal.ParseName(f.Name()); perr == nil && !f.IsDir() && (n.Kind == wal.KindSegment || n.Kind == wal.KindBackup) {
+					out = append(out, filepath.Join(full, f.Name()))
+				}
+			}
+		case wal.IsHistoryName(e.Name()) && e.Type().IsRegular():
+			out = append(out, full)
+		}
+	}
+	return out, nil
+}
+
 // ScanWALsDir lists the archived WAL files under walsDir as rebuild-xlogdb
 // sees them. A missing directory is empty.
 func ScanWALsDir(ctx context.Context, walsDir string) ([]WALInfo, error) {

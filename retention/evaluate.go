@@ -399,13 +399,17 @@ var (
 // CheckDelete applies the rules of a manual `delete` (not retention): a
 // kept backup is refused, and so is a DONE non-incremental backup when
 // minimum_redundancy is at least the number of DONE non-incremental
-// backups. Errors wrap the sentinels above and name the backup.
+// backups. A backup whose delete was interrupted (DeletePending) may
+// always be deleted. Errors wrap the sentinels above and name the backup.
 func CheckDelete(backups []Backup, id string, minimumRedundancy int) error {
 	idx := slices.IndexFunc(backups, func(b Backup) bool { return b.ID == id })
 	if idx < 0 {
 		return fmt.Errorf("retention: backup %s: %w", id, ErrUnknownBackup)
 	}
 	b := &backups[idx]
+	if b.DeletePending {
+		return nil // finishing an interrupted delete
+	}
 	if b.Keep != "" {
 		return fmt.Errorf("retention: backup %s has keep annotation %q: %w", id, b.Keep, ErrKept)
 	}
