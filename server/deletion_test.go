@@ -212,8 +212,7 @@ func TestDeletionUnderFaultInjection(t *testing.T) {
 						t.Fatalf("mutation %d never happened (%v)", i, fs.Calls())
 					}
 					if err == nil {
-						c := fs.Calls()
-						t.Logf("failure of %v was absorbed", c[len(c)-1])
+						t.Logf("failure of %v was absorbed", fs.Calls()[i-1])
 					}
 					checkTruth(t, s, sc)
 					next := fakeServerLike(t, s)

@@ -317,8 +317,11 @@ func (s *Server) clearLegacyMarkerAndDir(id string) error {
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	if err := s.cat.MarkDeleteThis(id); err != nil {
-		return fmt.Errorf("server %s: backup %s: mark for deletion: %w", s.name, id, err)
+	metaMarker := filepath.Join(s.layout.MetaDir, id+"-"+catalog.AnnotationDeleteThis)
+	if _, err := os.Stat(metaMarker); err != nil {
+		if err := s.cat.MarkDeleteThis(id); err != nil {
+			return fmt.Errorf("server %s: backup %s: mark for deletion: %w", s.name, id, err)
+		}
 	}
 	if err := s.ops.RemoveAll(dir); err != nil {
 		return fmt.Errorf("server %s: backup %s: %w", s.name, id, err)
