@@ -42,7 +42,7 @@ func walOnDisk(t *testing.T, s *Server) []string {
 // once the file is back, the oldest backup still has all its WAL.
 func TestRetentionStopsOnUnreadableBackupInfo(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
+		name   string
 		break_ func(data []byte) []byte
 	}{
 		{"truncated to 300 bytes", func(d []byte) []byte { return d[:300] }},

@@ -579,6 +579,7 @@ func (s *Server) unlistedWAL(ctx context.Context) ([]catalog.WALInfo, error) {
 	}
 	return out, nil
 }
+
 // Keep sets a keep annotation on a DONE backup: full keeps every later WAL,
 // standalone only the WAL the backup needs to be consistent.
 func (s *Server) Keep(id, target string) error {
