@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -231,5 +233,42 @@ func TestHalfDeletedBackupRealCluster(t *testing.T) {
 	}
 	if ids, err := cat.PendingDeletions(); err != nil || len(ids) > 0 {
 		t.Fatalf("markers left after cron: %v %v", ids, err)
+	}
+}
+
+// TestDeleteRefusedWhileRestoring: while another process holds a backup's
+// lock shared (as a restore does), `cellar delete` refuses naming it and
+// `cellar retention` skips that backup, reports it and deletes the rest.
+func TestDeleteRefusedWhileRestoring(t *testing.T) {
+	t.Parallel()
+	f := newKillFixture(t, "REDUNDANCY 1")
+	holder := exec.Command("flock", "--shared", "--nonblock", f.layout.BackupLockPath(f.ids[0]), "-c", "echo locked; exec sleep 60")
+	stdout, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = holder.Process.Kill()
+		_ = holder.Wait()
+	})
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "locked\n" {
+		t.Fatalf("flock: %q %v", line, err)
+	}
+	want := fmt.Sprintf("backup %s is being restored by PID %d", f.ids[0], holder.Process.Pid)
+
+	out, errOut, code := runCLI(t, "-c", f.cfg, "delete", "pg", f.ids[0])
+	if code == 0 || !strings.Contains(errOut, want) {
+		t.Fatalf("delete: exit %d, want %q\n%s%s", code, want, out, errOut)
+	}
+	out, errOut, code = runCLI(t, "-c", f.cfg, "retention", "pg")
+	if code != 0 || !strings.Contains(out, want) {
+		t.Fatalf("retention: exit %d, want %q reported\n%s%s", code, want, out, errOut)
+	}
+	out, errOut, code = runCLI(t, "-c", f.cfg, "list-backups", "--minimal", "pg")
+	if got, want := strings.Fields(out), []string{f.ids[2], f.ids[0]}; code != 0 || !slices.Equal(got, want) {
+		t.Fatalf("after retention: %v, want %v (exit %d %s)", got, want, code, errOut)
 	}
 }
