@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -310,4 +311,48 @@ func killTrials(t *testing.T, n int) {
 func TestKilledDeletionIsFinished(t *testing.T) {
 	t.Parallel()
 	killTrials(t, 3)
+}
+
+// TestDaemonFinishesInterruptedDeletion: a real `cellar daemon` (in this
+// process) finds a half-deleted backup and finishes its deletion by
+// itself, without retention being involved.
+func TestDaemonFinishesInterruptedDeletion(t *testing.T) {
+	t.Parallel()
+	f := newKillFixture(t, "REDUNDANCY 3")
+	cat := catalog.Open(f.layout)
+	if err := cat.MarkDeleteThis(f.ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(f.layout.BackupDataDir(f.ids[1]), "base", "3")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int)
+	go func() {
+		var o, e lockedBuffer
+		done <- run(ctx, []string{"-c", f.cfg, "daemon", "--no-web"}, &o, &e, nil)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if p, err := cat.PendingDeletions(); err == nil && len(p) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			t.Fatal("the daemon did not finish the interrupted deletion within 30 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("daemon exit %d", code)
+	}
+	if _, err := os.Stat(f.layout.BackupDirPath(f.ids[1])); !os.IsNotExist(err) {
+		t.Fatalf("base/%s left: %v", f.ids[1], err)
+	}
+	all, err := cat.Backups()
+	if err != nil || len(all) != 2 || all[0].ID != f.ids[0] || all[1].ID != f.ids[2] {
+		t.Fatalf("after the daemon: %v %v", all, err)
+	}
 }
