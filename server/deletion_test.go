@@ -43,7 +43,7 @@ func walOnDisk(t *testing.T, s *Server) []string {
 func TestRetentionStopsOnUnreadableBackupInfo(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		break_ func(data []byte) []byte
+		damage func(data []byte) []byte
 	}{
 		{"truncated to 300 bytes", func(d []byte) []byte { return d[:300] }},
 		{"unparsable", func([]byte) []byte { return []byte("{\"status\": \"DONE\"}\n") }},
@@ -61,7 +61,7 @@ func TestRetentionStopsOnUnreadableBackupInfo(t *testing.T) {
 				t.Fatal(err)
 			}
 			walBefore := walOnDisk(t, s)
-			if err := os.WriteFile(path, tc.break_(good), 0o600); err != nil {
+			if err := os.WriteFile(path, tc.damage(good), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			for _, dry := range []bool{true, false} {
