@@ -325,3 +325,34 @@ func checkFinished(t *testing.T, s *Server, sc deletionScenario) {
 		t.Fatalf("WAL after the next pass: on disk %v, xlog.db %v, want %v", got, listed, want)
 	}
 }
+
+// TestReconcileWAL: files in wals/ that xlog.db does not list (a prune
+// interrupted between its rewrite and its removals, or a lost line) are
+// removed when no backup needs them and listed again otherwise; a second
+// pass changes nothing.
+func TestReconcileWAL(t *testing.T) {
+	s := fakeCatalog(t, "REDUNDANCY 3", 3)
+	// Backups begin at segments 1, 3 and 5: make the oldest go, as an
+	// interrupted delete leaves it (unlisted segments 1 and 2 on disk).
+	if err := s.Catalog().MarkDeleteThis("20261101T030000"); err != nil {
+		t.Fatal(err)
+	}
+	unlist := map[string]bool{segName(1): true, segName(2): true, segName(6): true}
+	if _, err := s.XLogDB().Rewrite(t.Context(), func(w catalog.WALInfo) bool { return !unlist[w.Name] }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.FinishDeletions(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{segName(3), segName(4), segName(5), segName(6), segName(7), segName(8), "00000002.history"}
+	slices.Sort(want)
+	listed := walNames(t, s)
+	slices.Sort(listed)
+	if got := walOnDisk(t, s); !slices.Equal(got, want) || !slices.Equal(listed, want) {
+		t.Fatalf("after reconciling: wals/ %v, xlog.db %v, want %v", got, listed, want)
+	}
+	removed, reindexed, err := s.ReconcileWAL(t.Context())
+	if err != nil || removed != 0 || reindexed != 0 {
+		t.Fatalf("second pass: removed %d, reindexed %d, %v", removed, reindexed, err)
+	}
+}
