@@ -73,7 +73,7 @@ func sharedHolder(path string, fallback int) int {
 	return fallback
 }
 
-// deleteBackup removes a backup and the WAL only it needed (seed
+// deleteBackup removes a backup and the WAL only it needed (Barman's
 // perform_delete_backup). The delete_this marker goes first so that an
 // interrupted delete shows the backup as DELETING and is finished by the
 // next cron, daemon or retention pass; the backup.info goes late so the
