@@ -67,6 +67,48 @@ func CanTransition(from, to Status) bool {
 	return false
 }
 
+// StatusDeleting is never stored: the catalog shows it, in place of the
+// stored status, for a backup that carries a delete_this marker (a delete
+// that was interrupted and will be finished). Such a backup is not
+// available for recovery and is never chosen by a shortcut.
+const StatusDeleting Status = "DELETING"
+
+// StatusUnreadable is never stored either: list-backups shows it for a
+// backup whose backup.info cannot be read or parsed.
+const StatusUnreadable Status = "UNREADABLE"
+
+// parseStatus accepts only the statuses Barman writes: a file with any
+// other value (a torn or hand-edited line) tells nothing reliable about
+// the backup.
+func parseStatus(b *BackupInfo, v string) error {
+	s := Status(v)
+	if !s.Valid() {
+		return fmt.Errorf("unknown status %q", v)
+	}
+	b.Status, b.stored = s, s
+	return nil
+}
+
+// Deleting reports whether the catalog found a delete_this marker for the
+// backup (Status is then StatusDeleting).
+func (b *BackupInfo) Deleting() bool { return b.Status == StatusDeleting }
+
+// StoredStatus is the status written in backup.info: for a DELETING backup
+// the status it had when its deletion started.
+func (b *BackupInfo) StoredStatus() Status {
+	if b.Status == StatusDeleting {
+		return b.stored
+	}
+	return b.Status
+}
+
+// markDeleting shows b as DELETING while keeping its stored status.
+func (b *BackupInfo) markDeleting() {
+	if b.Status != StatusDeleting {
+		b.stored, b.Status = b.Status, StatusDeleting
+	}
+}
+
 // DefaultXLogSegmentSize is backup.info's default xlog_segment_size.
 const DefaultXLogSegmentSize = 16 << 20
 
@@ -126,7 +168,10 @@ type BackupInfo struct {
 	Version           int64
 	XLogSegmentSize   int64
 
-	raw map[string]rawValue
+	// stored is the status as read from the file, kept while Status
+	// shows StatusDeleting.
+	stored Status
+	raw    map[string]rawValue
 }
 
 // rawValue is a value as read from disk plus the canonical form it had
@@ -402,13 +447,18 @@ var infoFields = []infoField{
 	{
 		key: "status",
 		format: func(b *BackupInfo) string {
-			if b.Status == "" {
+			switch b.Status {
+			case "":
 				return "None"
+			case StatusDeleting:
+				// Shown, never stored: the file keeps its real status
+				// so that Barman reads it unchanged.
+				return string(b.stored)
 			}
 			return string(b.Status)
 		},
-		parse: func(b *BackupInfo, v string) error { b.Status = Status(v); return nil },
-		null:  func(b *BackupInfo) { b.Status = "" },
+		parse: parseStatus,
+		null:  func(b *BackupInfo) { b.Status, b.stored = "", "" },
 	},
 	textField("summarize_wal", func(b *BackupInfo) *string { return &b.SummarizeWAL }),
 	textField("systemid", func(b *BackupInfo) *string { return &b.SystemID }),
@@ -542,13 +592,54 @@ func parseTablespaces(b *BackupInfo, v string) error {
 	return nil
 }
 
+// ErrTruncatedBackupInfo is wrapped by the InfoError of a backup.info that
+// lacks a required key or ends inside a line: Barman writes every file
+// whole, each line ending in a newline, so such a file was cut short and
+// says nothing reliable about its backup.
+var ErrTruncatedBackupInfo = errors.New("truncated backup.info")
+
+// requiredKeys are the keys every Barman version writes; the status is
+// what every reader acts on, and its absence would otherwise default to
+// EMPTY.
+var requiredKeys = []string{"status"}
+
 // ParseBackupInfo parses backup.info content. source names the file in
 // errors. Like Barman, it skips blank and '#' lines, splits each line at
 // the first '=', strips both sides, treats "None" as null and rejects
-// unknown keys. Missing keys keep their defaults (status EMPTY, 16 MiB
-// segments). The ID is left empty; ReadBackupInfo fills it from the path.
+// unknown keys. Unlike Barman, it rejects a file whose last line has no
+// newline, lacks a required key (status) or has an unknown status: such a
+// file is truncated or damaged, and defaulting to EMPTY would let
+// retention treat a real backup as nothing. Other missing keys keep their
+// defaults (16 MiB segments). The ID is left empty; ReadBackupInfo fills
+// it from the path.
 func ParseBackupInfo(data []byte, source string) (*BackupInfo, error) {
+	b, err := parseBackupInfoLines(data, source)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkComplete(b, data, source); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// checkComplete rejects a parsed file that was cut short.
+func checkComplete(b *BackupInfo, data []byte, source string) error {
+	lines := bytes.Count(data, []byte("\n"))
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		return &InfoError{File: source, Line: lines + 1, Err: fmt.Errorf("%w: the last line has no newline", ErrTruncatedBackupInfo)}
+	}
+	for _, k := range requiredKeys {
+		if _, ok := b.raw[k]; !ok {
+			return &InfoError{File: source, Line: lines, Key: k, Err: fmt.Errorf("%w: required key is missing", ErrTruncatedBackupInfo)}
+		}
+	}
+	return nil
+}
+
+func parseBackupInfoLines(data []byte, source string) (*BackupInfo, error) {
 	b := NewBackupInfo("")
+	b.stored = b.Status
 	b.raw = make(map[string]rawValue)
 	lineNo := 0
 	for len(data) > 0 {

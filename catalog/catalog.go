@@ -22,10 +22,52 @@ var ErrAmbiguous = errors.New("backup name is ambiguous")
 // call reads the directory, so several processes may share the catalog.
 type Catalog struct {
 	layout Layout
+	ops    durable.Ops
 }
 
 // Open returns the catalog of a layout. It does no I/O.
-func Open(l Layout) *Catalog { return &Catalog{layout: l} }
+func Open(l Layout) *Catalog { return &Catalog{layout: l, ops: durable.OS()} }
+
+// OpenWithOps returns the catalog of a layout whose writes and removals go
+// through ops (tests inject failures with it).
+func OpenWithOps(l Layout, ops durable.Ops) *Catalog { return &Catalog{layout: l, ops: ops} }
+
+// UnreadableError names a backup whose backup.info cannot be read or
+// parsed. Backups and Available report one per such backup (joined);
+// UnreadableBackups finds them again.
+type UnreadableError struct {
+	Server, ID, Path string
+	Err              error
+}
+
+func (e *UnreadableError) Error() string {
+	return fmt.Sprintf("server %s: backup %s: unreadable %s: %v", e.Server, e.ID, e.Path, e.Err)
+}
+
+func (e *UnreadableError) Unwrap() error { return e.Err }
+
+// UnreadableBackups returns every *UnreadableError inside err (which may
+// be a join of several), in order.
+func UnreadableBackups(err error) []*UnreadableError {
+	var out []*UnreadableError
+	var walk func(error)
+	walk = func(e error) {
+		var u *UnreadableError
+		switch x := e.(type) {
+		case nil:
+		case interface{ Unwrap() []error }:
+			for _, c := range x.Unwrap() {
+				walk(c)
+			}
+		default:
+			if errors.As(e, &u) {
+				out = append(out, u)
+			}
+		}
+	}
+	walk(err)
+	return out
+}
 
 // Layout returns the catalog's layout.
 func (c *Catalog) Layout() Layout { return c.layout }
@@ -67,21 +109,39 @@ func (c *Catalog) backupIDs() ([]string, error) {
 // Backups returns every backup sorted by id (oldest first), from both
 // meta/<id>-backup.info and legacy base/<id>/backup.info. Files that cannot
 // be read or parsed are left out and reported in the returned error (one
-// wrapped error per file, naming it), together with the readable backups.
+// *UnreadableError per file, naming it), together with the readable
+// backups. A backup with a delete_this marker has Status StatusDeleting.
 func (c *Catalog) Backups() ([]*BackupInfo, error) {
 	ids, err := c.backupIDs()
 	errs := []error{err}
 	out := make([]*BackupInfo, 0, len(ids))
 	for _, id := range ids {
-		b, err := ReadBackupInfo(c.layout.BackupInfoPath(id))
+		b, err := c.read(id)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("server %s: backup %s: %w", c.layout.Server, id, err))
+			errs = append(errs, err)
 			continue
 		}
-		b.ID = id
 		out = append(out, b)
 	}
 	return out, errors.Join(errs...)
+}
+
+// read reads backup id's backup.info and its delete_this marker.
+func (c *Catalog) read(id string) (*BackupInfo, error) {
+	p := c.layout.BackupInfoPath(id)
+	b, err := ReadBackupInfo(p)
+	if err != nil {
+		return nil, &UnreadableError{Server: c.layout.Server, ID: id, Path: p, Err: err}
+	}
+	b.ID = id
+	deleting, err := c.HasDeleteThis(id)
+	if err != nil {
+		return nil, &UnreadableError{Server: c.layout.Server, ID: id, Path: p, Err: err}
+	}
+	if deleting {
+		b.markDeleting()
+	}
+	return b, nil
 }
 
 // Get reads one backup. A missing backup.info matches ErrNotFound.
@@ -89,14 +149,13 @@ func (c *Catalog) Get(id string) (*BackupInfo, error) {
 	if err := ParseBackupID(id); err != nil {
 		return nil, fmt.Errorf("server %s: %w", c.layout.Server, err)
 	}
-	b, err := ReadBackupInfo(c.layout.BackupInfoPath(id))
+	b, err := c.read(id)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("server %s: backup %s: %w", c.layout.Server, id, ErrNotFound)
 		}
-		return nil, fmt.Errorf("server %s: backup %s: %w", c.layout.Server, id, err)
+		return nil, err
 	}
-	b.ID = id
 	return b, nil
 }
 
@@ -108,7 +167,8 @@ func statusFilter(statuses []Status) []Status {
 }
 
 // Available returns the backups whose status is in statuses (default
-// WAITING_FOR_WALS and DONE), oldest first. Like Backups, it returns the
+// WAITING_FOR_WALS and DONE; a DELETING backup matches none but
+// StatusDeleting itself), oldest first. Like Backups, it returns the
 // readable backups together with an error naming unreadable files.
 func (c *Catalog) Available(statuses ...Status) ([]*BackupInfo, error) {
 	all, err := c.Backups()
@@ -241,10 +301,13 @@ func (c *Catalog) Save(b *BackupInfo) error {
 	if err := ParseBackupID(b.ID); err != nil {
 		return fmt.Errorf("server %s: save: %w", c.layout.Server, err)
 	}
-	if err := durable.MkdirAll(c.layout.MetaDir, 0o700); err != nil {
+	if err := c.ops.MkdirAll(c.layout.MetaDir, 0o700); err != nil {
 		return fmt.Errorf("server %s: %w", c.layout.Server, err)
 	}
-	return WriteBackupInfo(c.layout.MetaBackupInfoPath(b.ID), b)
+	if err := c.ops.WriteFile(c.layout.MetaBackupInfoPath(b.ID), b.Marshal(), 0o600); err != nil {
+		return fmt.Errorf("server %s: backup %s: %w", c.layout.Server, b.ID, err)
+	}
+	return nil
 }
 
 // Keep targets of the keep annotation.
@@ -289,11 +352,11 @@ func (c *Catalog) SetAnnotation(id, key, value string) error {
 	if err := ParseBackupID(id); err != nil {
 		return err
 	}
-	if err := durable.MkdirAll(c.layout.MetaDir, 0o700); err != nil {
+	if err := c.ops.MkdirAll(c.layout.MetaDir, 0o700); err != nil {
 		return fmt.Errorf("server %s: %w", c.layout.Server, err)
 	}
 	meta, _ := c.annotationPaths(id, key)
-	if err := durable.WriteFile(meta, []byte(value), 0o600); err != nil {
+	if err := c.ops.WriteFile(meta, []byte(value), 0o600); err != nil {
 		return fmt.Errorf("server %s: backup %s: annotation %s: %w", c.layout.Server, id, key, err)
 	}
 	return nil
@@ -307,9 +370,9 @@ func (c *Catalog) DeleteAnnotation(id, key string) error {
 	}
 	meta, legacy := c.annotationPaths(id, key)
 	for _, p := range []string{meta, legacy} {
-		err := os.Remove(p)
+		err := c.ops.Remove(p)
 		if err == nil {
-			if err := durable.SyncDir(filepath.Dir(p)); err != nil {
+			if err := c.ops.SyncDir(filepath.Dir(p)); err != nil {
 				return err
 			}
 			continue
@@ -353,4 +416,40 @@ func (c *Catalog) HasDeleteThis(id string) (bool, error) {
 // ClearDeleteThis removes the delete_this marker.
 func (c *Catalog) ClearDeleteThis(id string) error {
 	return c.DeleteAnnotation(id, AnnotationDeleteThis)
+}
+
+// PendingDeletions lists, sorted, the ids that carry a delete_this marker
+// in either location, whether or not their backup.info still exists: a
+// delete interrupted after removing backup.info leaves only the marker
+// and the remains of base/<id>.
+func (c *Catalog) PendingDeletions() ([]string, error) {
+	seen := map[string]bool{}
+	entries, err := os.ReadDir(c.layout.MetaDir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("server %s: list %s: %w", c.layout.Server, c.layout.MetaDir, err)
+	}
+	for _, e := range entries {
+		if id, ok := strings.CutSuffix(e.Name(), "-"+AnnotationDeleteThis); ok && IsBackupID(id) {
+			seen[id] = true
+		}
+	}
+	entries, err = os.ReadDir(c.layout.BaseDir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("server %s: list %s: %w", c.layout.Server, c.layout.BaseDir, err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() || !IsBackupID(e.Name()) || seen[e.Name()] {
+			continue
+		}
+		_, legacy := c.annotationPaths(e.Name(), AnnotationDeleteThis)
+		if _, err := os.Stat(legacy); err == nil {
+			seen[e.Name()] = true
+		}
+	}
+	ids := make([]string, 0, len(seen))
+	for id := range seen {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids, nil
 }

@@ -406,3 +406,68 @@ func TestIdentity(t *testing.T) {
 		t.Errorf("pyJSONString = %s", got)
 	}
 }
+
+// TestDeletingAndUnreadable: a delete_this marker shows a DONE backup as
+// DELETING (stored status kept, byte for byte), which no shortcut picks;
+// a truncated or unparsable backup.info is reported as unreadable, never
+// as an EMPTY backup.
+func TestDeletingAndUnreadable(t *testing.T) {
+	l := NewLayout("pg", t.TempDir(), t.TempDir())
+	if err := l.MakeDirs(); err != nil {
+		t.Fatal(err)
+	}
+	c := Open(l)
+	for _, id := range []string{"20250101T000000", "20250102T000000", "20250103T000000"} {
+		b := NewBackupInfo(id)
+		b.Status = StatusDone
+		b.BeginWAL, b.EndWAL = "000000010000000000000002", "000000010000000000000002"
+		if err := c.Save(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, err := os.ReadFile(l.MetaBackupInfoPath("20250103T000000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.MarkDeleteThis("20250103T000000"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Get("20250103T000000")
+	if err != nil || b.Status != StatusDeleting || b.StoredStatus() != StatusDone {
+		t.Fatalf("marked backup: %v %v", b, err)
+	}
+	if got := b.Marshal(); string(got) != string(before) {
+		t.Fatalf("a DELETING backup must marshal its stored status:\n%s", got)
+	}
+	if last, err := c.Resolve("latest"); err != nil || last.ID != "20250102T000000" {
+		t.Fatalf("latest picked %v (%v), want the intact 20250102T000000", last, err)
+	}
+	if ids, err := c.PendingDeletions(); err != nil || len(ids) != 1 || ids[0] != "20250103T000000" {
+		t.Fatalf("PendingDeletions = %v, %v", ids, err)
+	}
+
+	full, err := os.ReadFile(l.MetaBackupInfoPath("20250101T000000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{
+		"truncated at 300 bytes": full[:300],
+		"truncated at a newline": full[:bytes.LastIndexByte(full[:300], '\n')+1],
+		"unparsable":             []byte("this is not a backup.info\n"),
+		"unknown status":         []byte("status=DO\n"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if err := os.WriteFile(l.MetaBackupInfoPath("20250101T000000"), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			all, err := c.Backups()
+			un := UnreadableBackups(err)
+			if len(all) != 2 || len(un) != 1 || un[0].ID != "20250101T000000" || un[0].Path != l.MetaBackupInfoPath("20250101T000000") {
+				t.Fatalf("Backups = %d backups, unreadable %v (err %v)", len(all), un, err)
+			}
+			if !strings.Contains(err.Error(), l.MetaBackupInfoPath("20250101T000000")) {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+		})
+	}
+}

@@ -133,10 +133,16 @@ type XLogEntry struct {
 // catalog, so readers never see a half-written file.
 type XLogDB struct {
 	layout Layout
+	ops    durable.Ops
 }
 
 // OpenXLogDB returns the catalog handle of a layout. It does no I/O.
-func OpenXLogDB(l Layout) *XLogDB { return &XLogDB{layout: l} }
+func OpenXLogDB(l Layout) *XLogDB { return &XLogDB{layout: l, ops: durable.OS()} }
+
+// OpenXLogDBWithOps is OpenXLogDB whose deletions and re-indexing
+// (Rewrite, Reindex) replace the file through ops (tests inject failures
+// with it).
+func OpenXLogDBWithOps(l Layout, ops durable.Ops) *XLogDB { return &XLogDB{layout: l, ops: ops} }
 
 // Path returns the catalog path in use (see Layout.XLogDBPath).
 func (x *XLogDB) Path() string { return x.layout.XLogDBPath() }
@@ -436,9 +442,58 @@ func (x *XLogDB) Rewrite(ctx context.Context, keep func(WALInfo) bool) (removed 
 		if removed == 0 && !dirty && out.Len() == len(data) {
 			return nil
 		}
-		return writeCatalog(path, out.Bytes())
+		return x.replaceFile(path, out.Bytes())
 	})
 	return removed, err
+}
+
+func (x *XLogDB) replaceFile(path string, data []byte) error {
+	if err := x.ops.WriteFile(path, data, 0o600); err != nil {
+		return fmt.Errorf("xlog.db %s: %w", path, err)
+	}
+	return nil
+}
+
+// Reindex lists the given files, which exist in wals/ but which the
+// catalog does not list (a deletion interrupted between rewriting the
+// catalog and removing them), and returns how many it added. Names already
+// listed are skipped, so running it twice adds nothing. The catalog is
+// replaced whole, with the new lines at its end.
+func (x *XLogDB) Reindex(ctx context.Context, infos []WALInfo) (added int, err error) {
+	for _, w := range infos {
+		if err := w.validate(); err != nil {
+			return 0, fmt.Errorf("server %s: xlog.db reindex: %w", x.layout.Server, err)
+		}
+	}
+	err = x.withLock(ctx, func(path string, _ []WALInfo) error {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("xlog.db %s: %w", path, err)
+		}
+		listed := map[string]bool{}
+		if err := scanFile(path, bytes.NewReader(data), 0, func(e XLogEntry) error {
+			listed[e.Name] = true
+			return nil
+		}); err != nil {
+			return err
+		}
+		if len(data) > 0 && data[len(data)-1] != '\n' {
+			data = data[:bytes.LastIndexByte(data, '\n')+1] // drop a torn fragment
+		}
+		buf := slices.Clone(data)
+		for _, w := range infos {
+			if !listed[w.Name] {
+				listed[w.Name] = true
+				buf = w.appendLine(buf)
+				added++
+			}
+		}
+		if added == 0 {
+			return nil
+		}
+		return x.replaceFile(path, buf)
+	})
+	return added, err
 }
 
 func writeCatalog(path string, data []byte) error {
@@ -501,6 +556,41 @@ func (x *XLogDB) rebuildLocked(ctx context.Context, path string) ([]WALInfo, err
 		return nil, fmt.Errorf("server %s: rebuild xlog.db: %w", x.layout.Server, err)
 	}
 	return infos, nil
+}
+
+// WALPathsInDir lists the paths of the archived WAL files under walsDir
+// that ScanWALsDir would catalog, without opening them. A missing
+// directory is empty.
+func WALPathsInDir(ctx context.Context, walsDir string) ([]string, error) {
+	root, err := os.ReadDir(walsDir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out []string
+	for _, e := range root {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		full := filepath.Join(walsDir, e.Name())
+		switch {
+		case e.IsDir() && isHashDir(e.Name()):
+			sub, err := os.ReadDir(full)
+			if err != nil {
+				return nil, err
+			}
+			for _, f := range sub {
+				if n, perr := wal.ParseName(f.Name()); perr == nil && !f.IsDir() && (n.Kind == wal.KindSegment || n.Kind == wal.KindBackup) {
+					out = append(out, filepath.Join(full, f.Name()))
+				}
+			}
+		case wal.IsHistoryName(e.Name()) && e.Type().IsRegular():
+			out = append(out, full)
+		}
+	}
+	return out, nil
 }
 
 // ScanWALsDir lists the archived WAL files under walsDir as rebuild-xlogdb

@@ -3,6 +3,7 @@ package checks
 import (
 	"context"
 	"fmt"
+	"strings"
 )
 
 func probeBackupMaximumAge() Probe {
@@ -101,13 +102,21 @@ func probeFailedBackups() Probe {
 				values[SeriesKey("backups", s)] = 0
 			}
 			failed := 0
+			var deleting []string
 			for _, b := range backups {
 				values[SeriesKey("backups", b.Status)]++
-				if b.Status == StatusFailed {
+				switch b.Status {
+				case StatusFailed:
 					failed++
+				case StatusDeleting:
+					deleting = append(deleting, b.ID)
 				}
 			}
-			r := Result{Status: StatusFor(failed == 0), Hint: fmt.Sprintf("there are %d failed backups", failed), Values: values}
+			hint := fmt.Sprintf("there are %d failed backups", failed)
+			if len(deleting) > 0 {
+				hint += fmt.Sprintf(", %d being deleted (%s)", len(deleting), strings.Join(deleting, ", "))
+			}
+			r := Result{Status: StatusFor(failed == 0), Hint: hint, Values: values}
 			r.Perf = []Perf{{Label: "failed_backups", Value: float64(failed), Crit: "0", Min: Float(0)}}
 			return r
 		},

@@ -171,7 +171,7 @@ type Identity struct {
 // Backup is the part of backup.info the probes read.
 type Backup struct {
 	ID        string
-	Status    string // EMPTY, STARTED, WAITING_FOR_WALS, DONE, FAILED, SYNCING
+	Status    string // EMPTY, STARTED, WAITING_FOR_WALS, DONE, FAILED, SYNCING, or DELETING (shown)
 	BeginTime time.Time
 	EndTime   time.Time // zero when unknown
 	Size      int64
@@ -195,11 +195,15 @@ const (
 	StatusDone           = "DONE"
 	StatusFailed         = "FAILED"
 	StatusSyncing        = "SYNCING"
+	// StatusDeleting is shown (never stored) for a backup with a
+	// delete_this marker: an interrupted delete that cron or the daemon
+	// finishes. It is not available.
+	StatusDeleting = "DELETING"
 )
 
 // BackupStatuses lists every status, for gauges exported at 0.
 func BackupStatuses() []string {
-	return []string{StatusEmpty, StatusStarted, StatusWaitingForWALs, StatusDone, StatusFailed, StatusSyncing}
+	return []string{StatusEmpty, StatusStarted, StatusWaitingForWALs, StatusDone, StatusFailed, StatusSyncing, StatusDeleting}
 }
 
 // WAL is one xlog.db entry.

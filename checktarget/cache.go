@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -49,6 +50,19 @@ type cachedInfo struct {
 type backupItem struct {
 	id, path string
 	meta     bool // meta/<id>-backup.info, else base/<id>/backup.info
+	// deleting: a delete_this marker was listed; the backup is shown
+	// DELETING whatever its backup.info says (creating or removing the
+	// marker changes meta/, which forces a new listing).
+	deleting bool
+}
+
+// shown is the backup as the probes see it: DELETING while a delete_this
+// marker is present, as catalog.Catalog shows it.
+func (it backupItem) shown(b checks.Backup) checks.Backup {
+	if it.deleting {
+		b.Status = checks.StatusDeleting
+	}
+	return b
 }
 
 // restatSlices: while meta/ and base/ are unchanged, a DONE or FAILED
@@ -144,7 +158,7 @@ func (c *backupCache) backups(l catalog.Layout) ([]checks.Backup, error) {
 	for i, it := range c.items {
 		ci, cached := c.files[it.path]
 		if !full && cached && final(ci.b.Status) && i%restatSlices != c.gen%restatSlices {
-			out = append(out, ci.b)
+			out = append(out, it.shown(ci.b))
 			continue
 		}
 		fi, err := os.Stat(it.path)
@@ -160,7 +174,7 @@ func (c *backupCache) backups(l catalog.Layout) ([]checks.Backup, error) {
 		}
 		fid := idOf(fi)
 		if cached && ci.id == fid {
-			out = append(out, ci.b)
+			out = append(out, it.shown(ci.b))
 			continue
 		}
 		info, err := catalog.ReadBackupInfo(it.path)
@@ -173,7 +187,7 @@ func (c *backupCache) backups(l catalog.Layout) ([]checks.Backup, error) {
 		b := toBackup(info)
 		c.files[it.path] = cachedInfo{id: fid, b: b}
 		c.ver++
-		out = append(out, b)
+		out = append(out, it.shown(b))
 	}
 	if full {
 		c.sweep()
@@ -214,11 +228,15 @@ func listBackups(l catalog.Layout) ([]backupItem, error) {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("server %s: list %s: %w", l.Server, l.MetaDir, err))
 	}
+	marked := map[string]bool{}
 	for _, e := range entries {
+		if id, ok := strings.CutSuffix(e.Name(), "-"+catalog.AnnotationDeleteThis); ok {
+			marked[id] = true
+		}
 		id, ok := strings.CutSuffix(e.Name(), "-backup.info")
 		if ok && catalog.IsBackupID(id) && !e.IsDir() {
 			seen[id] = true
-			items = append(items, backupItem{id, l.MetaBackupInfoPath(id), true})
+			items = append(items, backupItem{id: id, path: l.MetaBackupInfoPath(id), meta: true})
 		}
 	}
 	entries, err = os.ReadDir(l.BaseDir)
@@ -227,11 +245,21 @@ func listBackups(l catalog.Layout) ([]backupItem, error) {
 	}
 	for _, e := range entries {
 		if e.IsDir() && catalog.IsBackupID(e.Name()) && !seen[e.Name()] {
-			items = append(items, backupItem{e.Name(), l.LegacyBackupInfoPath(e.Name()), false})
+			items = append(items, backupItem{id: e.Name(), path: l.LegacyBackupInfoPath(e.Name())})
 		}
+	}
+	for i := range items {
+		items[i].deleting = marked[items[i].id] || legacyMarked(l, items[i].id)
 	}
 	slices.SortFunc(items, func(a, b backupItem) int { return strings.Compare(a.id, b.id) })
 	return items, errors.Join(errs...)
+}
+
+// legacyMarked reports a delete_this marker in the pre-3.13.2 location,
+// base/<id>/annotations/delete_this.
+func legacyMarked(l catalog.Layout, id string) bool {
+	_, err := os.Stat(filepath.Join(l.BackupDirPath(id), "annotations", catalog.AnnotationDeleteThis))
+	return err == nil
 }
 
 func toBackup(b *catalog.BackupInfo) checks.Backup {

@@ -399,3 +399,63 @@ func TestCachedBackupsQuietCatalog(t *testing.T) {
 	}
 	check("legacy backup removed")
 }
+
+// A delete_this marker (meta/ or legacy) shows a backup DELETING to the
+// probes, through the cache and a saved state alike, and not available;
+// removing it shows the stored status again.
+func TestCachedBackupsShowDeleting(t *testing.T) {
+	t.Parallel()
+	s := stateCatalog(t)
+	tg := New(s)
+	evaluate(t, tg)
+	status := func(id string) string {
+		t.Helper()
+		bs, err := tg.Backups(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range bs {
+			if b.ID == id {
+				if b.Available() && b.Status == checks.StatusDeleting {
+					t.Fatalf("a DELETING backup counts as available")
+				}
+				return b.Status
+			}
+		}
+		t.Fatalf("backup %s not listed", id)
+		return ""
+	}
+	if err := s.Catalog().MarkDeleteThis("20260103T000000"); err != nil {
+		t.Fatal(err)
+	}
+	if got := status("20260103T000000"); got != checks.StatusDeleting {
+		t.Fatalf("marked backup shows %s", got)
+	}
+	sameAsCold(t, "meta marker", s, tg)
+	if err := tg.SaveState(); err != nil {
+		t.Fatal(err)
+	}
+	loaded := New(s)
+	if err := loaded.LoadState(); err != nil {
+		t.Fatal(err)
+	}
+	sameAsCold(t, "meta marker, loaded", s, loaded)
+
+	legacy := filepath.Join(s.Layout().BackupDirPath("20251201T000000"), "annotations")
+	if err := os.MkdirAll(legacy, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(legacy, catalog.AnnotationDeleteThis), []byte("delete"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bs, err := New(s).Backups(t.Context())
+	if err != nil || bs[0].ID != "20251201T000000" || bs[0].Status != checks.StatusDeleting {
+		t.Fatalf("legacy marker: %+v %v", bs[0], err)
+	}
+	if err := s.Catalog().ClearDeleteThis("20260103T000000"); err != nil {
+		t.Fatal(err)
+	}
+	if got := status("20260103T000000"); got != checks.StatusDone {
+		t.Fatalf("unmarked backup shows %s", got)
+	}
+}

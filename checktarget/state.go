@@ -42,7 +42,7 @@ const (
 	stateMagic = "CELLARPS"
 	// stateVersion changes with the encoding, or with the fields of
 	// checks.Backup or the caches (a test counts checks.Backup's).
-	stateVersion = 1
+	stateVersion = 2
 	// header: magic and version; trailer: CRC-32C of all before it.
 	stateHeader  = len(stateMagic) + 4
 	stateTrailer = 4
@@ -195,6 +195,9 @@ func (c *backupCache) encode(e *stateEncoder) {
 		if cached {
 			f |= 2
 		}
+		if it.deleting {
+			f |= 4
+		}
 		e.Byte(f)
 		if !cached {
 			continue
@@ -303,7 +306,7 @@ func decodeState(data []byte, l catalog.Layout) (*decodedState, error) {
 		if d.Err() != nil {
 			break
 		}
-		if f&^3 != 0 {
+		if f&^7 != 0 {
 			d.Fail("unknown backup flags")
 			break
 		}
@@ -316,7 +319,7 @@ func decodeState(data []byte, l catalog.Layout) (*decodedState, error) {
 			d.Fail("backup ids not sorted")
 			break
 		}
-		st.items = append(st.items, backupItem{id: id, meta: f&1 != 0})
+		st.items = append(st.items, backupItem{id: id, meta: f&1 != 0, deleting: f&4 != 0})
 		if f&2 != 0 {
 			fid := d.fileID()
 			b := d.backup()

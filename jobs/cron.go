@@ -18,7 +18,8 @@ import (
 // a previous cron is still busy with it):
 //   - a passive server gets a passive sync and nothing else;
 //   - otherwise archive-wal (when archiver or streaming_archiver is on),
-//     check-backup of the WAITING_FOR_WALS backups, then retention (when a
+//     finishing interrupted deletions and check-backup of the
+//     WAITING_FOR_WALS backups, then retention (when a
 //     retention_policy is set). Each task takes its own Barman lock; a busy
 //     one is skipped, not failed.
 //

@@ -33,7 +33,8 @@ type Tasks interface {
 	ArchiveWAL(ctx context.Context, srv string) error
 	// Backup takes one backup (holds the backup lock).
 	Backup(ctx context.Context, srv string) error
-	// CheckBackups runs check-backup on the WAITING_FOR_WALS backups.
+	// CheckBackups finishes interrupted backup deletions (delete_this
+	// markers), then runs check-backup on the WAITING_FOR_WALS backups.
 	CheckBackups(ctx context.Context, srv string) error
 	// EnforceRetention applies the retention policy and prunes WALs.
 	EnforceRetention(ctx context.Context, srv string) error

@@ -116,7 +116,8 @@ const timeFmt = "2006-01-02 15:04:05 MST"
 //     VALID, and KEEP:STANDALONE gives VALID only while the root is within
 //     the policy (OBSOLETE otherwise: a standalone backup keeps no WAL to
 //     roll its children forward).
-//   - A delete_this annotation (DeletePending) forces OBSOLETE.
+//   - A delete_this annotation (DeletePending) forces OBSOLETE, and such a
+//     backup is not counted among the roots.
 //
 // The result has one Decision per input backup, in input order.
 func Evaluate(p Policy, backups []Backup, now time.Time) []Decision {
@@ -135,7 +136,9 @@ func Evaluate(p Policy, backups []Backup, now time.Time) []Decision {
 	// Roots newest first; ties (duplicate IDs) keep input order.
 	var roots []int
 	for i := range backups {
-		if !backups[i].incremental() && backups[i].Status != StatusEmpty {
+		// A backup being deleted must not take a redundancy slot: the
+		// next older backup would be deleted in its place.
+		if !backups[i].incremental() && backups[i].Status != StatusEmpty && !backups[i].DeletePending {
 			roots = append(roots, i)
 		}
 	}
@@ -396,13 +399,17 @@ var (
 // CheckDelete applies the rules of a manual `delete` (not retention): a
 // kept backup is refused, and so is a DONE non-incremental backup when
 // minimum_redundancy is at least the number of DONE non-incremental
-// backups. Errors wrap the sentinels above and name the backup.
+// backups. A backup whose delete was interrupted (DeletePending) may
+// always be deleted. Errors wrap the sentinels above and name the backup.
 func CheckDelete(backups []Backup, id string, minimumRedundancy int) error {
 	idx := slices.IndexFunc(backups, func(b Backup) bool { return b.ID == id })
 	if idx < 0 {
 		return fmt.Errorf("retention: backup %s: %w", id, ErrUnknownBackup)
 	}
 	b := &backups[idx]
+	if b.DeletePending {
+		return nil // finishing an interrupted delete
+	}
 	if b.Keep != "" {
 		return fmt.Errorf("retention: backup %s has keep annotation %q: %w", id, b.Keep, ErrKept)
 	}
@@ -411,7 +418,7 @@ func CheckDelete(backups []Backup, id string, minimumRedundancy int) error {
 	}
 	roots := 0
 	for i := range backups {
-		if backups[i].Status == StatusDone && !backups[i].incremental() {
+		if backups[i].Status == StatusDone && !backups[i].incremental() && !backups[i].DeletePending {
 			roots++
 		}
 	}

@@ -30,6 +30,9 @@ import (
 //   - History files are never pruned, nor WAL on timelines used by other
 //     remaining backups (STARTED, WAITING_FOR_WALS or DONE) than the
 //     anchor's.
+//   - A backup of unknown status (not one of the six Barman writes, for
+//     example an empty one from a catalog that could not read it) prunes
+//     nothing: the WAL it may need is unknown.
 //   - Names that do not parse, or (when segSize is non-zero) are invalid
 //     for that segment size, are never pruned: deleting something not
 //     understood is never right. An unparsable anchor begin_wal prunes
@@ -42,6 +45,9 @@ func PrunableWAL(remaining []Backup, walNames []string, segSize uint64) []string
 	timelines := make(map[uint32]bool)
 	for i := range remaining {
 		b := &remaining[i]
+		if !knownStatus(b.Status) {
+			return nil
+		}
 		switch b.Status {
 		case StatusWaitingForWALs, StatusDone:
 			copyDone = append(copyDone, b)
@@ -107,4 +113,12 @@ func PrunableWAL(remaining []Backup, walNames []string, segSize uint64) []string
 		out = append(out, name)
 	}
 	return out
+}
+
+func knownStatus(s string) bool {
+	switch s {
+	case StatusEmpty, StatusStarted, StatusWaitingForWALs, StatusDone, StatusFailed, StatusSyncing:
+		return true
+	}
+	return false
 }

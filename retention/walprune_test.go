@@ -36,6 +36,8 @@ func TestPrunableWAL(t *testing.T) {
 		want      []string
 	}{
 		{name: "no backups left: nothing pruned", wal: archive, segSize: segSize},
+		{name: "a backup of unknown status keeps all WAL", wal: segs(1, 12),
+			remaining: []Backup{bw("20261001T000000", "", 3, 4), bw("20261005T000000", StatusDone, 10, 11)}},
 		{name: "older than the oldest backup", segSize: segSize, wal: archive,
 			remaining: []Backup{bw("20261002T000000", StatusDone, 8, 9), bw("20261001T000000", StatusDone, 5, 6)},
 			want:      append(segs(1, 4), seg(1, 3)+".00000028.backup", seg(1, 2)+".partial")},

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cellar-backup/cellar/catalog"
 	"github.com/cellar-backup/cellar/config"
+	"github.com/cellar-backup/cellar/internal/durable"
 	"github.com/cellar-backup/cellar/internal/hooks"
 	"github.com/cellar-backup/cellar/postgres"
 )
@@ -30,6 +31,9 @@ type Server struct {
 	xlog   *catalog.XLogDB
 	log    *slog.Logger
 	now    func() time.Time
+	// ops makes every catalog mutation of delete, WAL pruning and
+	// retention (durable.OS(); tests inject failures).
+	ops durable.Ops
 
 	cfgSegSize uint64
 	// cfgFile is the configuration file (BARMAN_CONFIGURATION for hooks).
@@ -57,6 +61,7 @@ func New(cfg *config.Config, name string, logger *slog.Logger) (*Server, error) 
 		xlog:    catalog.OpenXLogDB(l),
 		log:     logger,
 		now:     time.Now,
+		ops:     durable.OS(),
 		cfgFile: cfg.File,
 	}, nil
 }
@@ -72,6 +77,15 @@ func NewSet(cfg *config.Config, logger *slog.Logger) ([]*Server, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// SetOps routes the catalog mutations of delete, WAL pruning and
+// retention through ops. Tests use it (before any other call) to fail the
+// N-th mutation.
+func (s *Server) SetOps(ops durable.Ops) {
+	s.ops = ops
+	s.cat = catalog.OpenWithOps(s.layout, ops)
+	s.xlog = catalog.OpenXLogDBWithOps(s.layout, ops)
 }
 
 // Name is the configured server name.

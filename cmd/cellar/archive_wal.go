@@ -77,6 +77,9 @@ func newCheckBackupCommand(g *globalOptions) *cobra.Command {
 			if info.Status == catalog.StatusFailed {
 				return withCode(exitFailure, fmt.Errorf("server %s: backup %s: %s", s.Name(), info.ID, info.Error))
 			}
+			if info.Deleting() {
+				return withCode(exitFailure, fmt.Errorf("server %s: backup %s is being deleted (an interrupted delete the next cron or daemon pass finishes)", s.Name(), info.ID))
+			}
 			return nil
 		},
 	}

@@ -92,55 +92,93 @@ func newListBackupsCommand(g *globalOptions) *cobra.Command {
 
 func listBackups(cmd *cobra.Command, g *globalOptions, s *server.Server, minimal bool) ([]map[string]any, error) {
 	backups, err := s.Catalog().Backups()
-	if err != nil && len(backups) == 0 {
+	unreadable := catalog.UnreadableBackups(err)
+	if err != nil && len(backups) == 0 && len(unreadable) == 0 {
 		return nil, err
 	}
 	stats, serr := s.WALStatsFor(cmd.Context(), backups)
 	if serr != nil {
 		return nil, serr
 	}
-	sort.Slice(backups, func(i, j int) bool { return backups[i].ID > backups[j].ID })
-	var rows []map[string]any
+	type entry struct {
+		b *catalog.BackupInfo
+		u *catalog.UnreadableError
+	}
+	entries := make([]entry, 0, len(backups)+len(unreadable))
 	for _, b := range backups {
-		st := stats[b.ID]
-		row := map[string]any{
-			"backup_id":   b.ID,
-			"backup_name": b.BackupName,
-			"status":      string(b.Status),
-			"backup_type": b.BackupType(),
+		entries = append(entries, entry{b: b})
+	}
+	for _, u := range unreadable {
+		entries = append(entries, entry{u: u})
+	}
+	id := func(e entry) string {
+		if e.u != nil {
+			return e.u.ID
 		}
-		if !b.EndTime.IsZero() {
-			row["end_time"] = b.EndTime.Format(time.RFC3339)
-			row["end_time_timestamp"] = b.EndTime.Unix()
-		}
-		if b.Status == catalog.StatusDone || b.Status == catalog.StatusWaitingForWALs {
-			row["size_bytes"] = i64(b.Size) + st.Size
-			row["wal_size_bytes"] = st.UntilNextSize
+		return e.b.ID
+	}
+	sort.Slice(entries, func(i, j int) bool { return id(entries[i]) > id(entries[j]) })
+	var rows []map[string]any
+	for _, e := range entries {
+		var row map[string]any
+		var line string
+		if e.u != nil {
+			row, line = unreadableRow(s, e.u)
+		} else {
+			row, line = backupRow(s, e.b, stats[e.b.ID])
 		}
 		rows = append(rows, row)
-		if g.json() {
-			continue
+		switch {
+		case g.json():
+		case minimal:
+			fmt.Fprintln(g.out, id(e))
+		default:
+			fmt.Fprintln(g.out, line)
 		}
-		if minimal {
-			fmt.Fprintln(g.out, b.ID)
-			continue
-		}
-		name := ""
-		if b.BackupName != "" {
-			name = " '" + b.BackupName + "'"
-		}
-		line := fmt.Sprintf("%s %s%s - %s - ", s.Name(), b.ID, name, typeLetter(b))
-		if b.Status == catalog.StatusDone || b.Status == catalog.StatusWaitingForWALs {
-			line += fmt.Sprintf("%s - Size: %s - WAL Size: %s", b.EndTime.Local().Format(ctimeLayout), prettySize(i64(b.Size)+st.Size), prettySize(st.UntilNextSize))
-			if b.Status == catalog.StatusWaitingForWALs {
-				line += " - WAITING_FOR_WALS"
-			}
-		} else {
-			line += string(b.Status)
-		}
-		fmt.Fprintln(g.out, line)
 	}
 	return rows, err
+}
+
+// unreadableRow is list-backups' entry for a backup.info that cannot be
+// read: its status is unknown, so it is shown as such (never as EMPTY).
+func unreadableRow(s *server.Server, u *catalog.UnreadableError) (map[string]any, string) {
+	row := map[string]any{
+		"backup_id": u.ID,
+		"status":    string(catalog.StatusUnreadable),
+		"error":     fmt.Sprintf("%s: %v", u.Path, u.Err),
+	}
+	return row, fmt.Sprintf("%s %s - %s (%s: %v)", s.Name(), u.ID, catalog.StatusUnreadable, u.Path, u.Err)
+}
+
+func backupRow(s *server.Server, b *catalog.BackupInfo, st *server.WALStats) (map[string]any, string) {
+	row := map[string]any{
+		"backup_id":   b.ID,
+		"backup_name": b.BackupName,
+		"status":      string(b.Status),
+		"backup_type": b.BackupType(),
+	}
+	if !b.EndTime.IsZero() {
+		row["end_time"] = b.EndTime.Format(time.RFC3339)
+		row["end_time_timestamp"] = b.EndTime.Unix()
+	}
+	if b.Status == catalog.StatusDone || b.Status == catalog.StatusWaitingForWALs {
+		row["size_bytes"] = i64(b.Size) + st.Size
+		row["wal_size_bytes"] = st.UntilNextSize
+	}
+	name := ""
+	if b.BackupName != "" {
+		name = " '" + b.BackupName + "'"
+	}
+	line := fmt.Sprintf("%s %s%s - %s - ", s.Name(), b.ID, name, typeLetter(b))
+	if b.Status == catalog.StatusDone || b.Status == catalog.StatusWaitingForWALs {
+		line += fmt.Sprintf("%s - Size: %s - WAL Size: %s", b.EndTime.Local().Format(ctimeLayout), prettySize(i64(b.Size)+st.Size), prettySize(st.UntilNextSize))
+		if b.Status == catalog.StatusWaitingForWALs {
+			line += " - WAITING_FOR_WALS"
+		}
+	} else {
+		line += string(b.Status)
+	}
+	return row, line
 }
 
 func newShowBackupCommand(g *globalOptions) *cobra.Command {
@@ -226,6 +264,12 @@ func showBackupSections(s *server.Server, b *catalog.BackupInfo, st *server.WALS
 		{"Backup Name", none(b.BackupName)},
 		{"Status", string(b.Status)},
 	}}
+	if b.Deleting() {
+		head.rows = append(head.rows,
+			[2]string{"Stored status", string(b.StoredStatus())},
+			[2]string{"Deletion", "interrupted: not available for recovery; the next cron or daemon pass (or `cellar delete`) finishes it"})
+		return []section{head}
+	}
 	if b.Status != catalog.StatusDone && b.Status != catalog.StatusWaitingForWALs {
 		head.rows = append(head.rows, [2]string{"Error", none(b.Error)})
 		return []section{head}

@@ -18,9 +18,9 @@ func newCronCommand(g *globalOptions) *cobra.Command {
 	var opts cronOptions
 	c := &cobra.Command{
 		Use:   "cron",
-		Short: "Run one pass of maintenance for every active server (archive-wal, check-backup, retention, passive sync)",
+		Short: "Run one pass of maintenance for every active server (archive-wal, finishing interrupted deletions, check-backup, retention, passive sync)",
 		Long: "Per active server, under its .<server>-cron.lock (a server whose previous cron still runs is skipped):\n" +
-			"archive-wal, check-backup of WAITING_FOR_WALS backups and retention; passive servers are synchronised.\n" +
+			"archive-wal, finishing interrupted deletions, check-backup of WAITING_FOR_WALS backups and retention; passive servers are synchronised.\n" +
 			"cron does not start receive-wal or scheduled backups: streaming needs `cellar daemon`.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cellar-backup/cellar/internal/lock"
+	"github.com/cellar-backup/cellar/catalog"
 	"github.com/cellar-backup/cellar/server"
 )
 
@@ -21,13 +21,9 @@ func newDeleteCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := s.DeleteBackup(cmd.Context(), b.ID, g.out); err != nil {
-				if errors.Is(err, lock.ErrBusy) {
-					return fmt.Errorf("another process is using backup %s of server %s: %w", b.ID, s.Name(), err)
-				}
-				return err
-			}
-			return nil
+			// A busy lock is refused with the holder named ("backup ID
+			// is being restored by PID N"), never waited for.
+			return s.DeleteBackup(cmd.Context(), b.ID, g.out)
 		},
 	}
 }
@@ -104,8 +100,16 @@ func newRetentionCommand(g *globalOptions) *cobra.Command {
 				if err != nil {
 					errs = append(errs, err)
 				}
-				doc[s.Name()] = map[string]any{"deleted": dels, "dry_run": dryRun, "decisions": decisions}
+				unreadable := unreadableRows(err)
+				doc[s.Name()] = map[string]any{"deleted": dels, "dry_run": dryRun, "decisions": decisions, "unreadable": unreadable}
 				if g.json() {
+					continue
+				}
+				if len(unreadable) > 0 {
+					fmt.Fprintf(g.out, "Server %s: retention and WAL pruning stopped: backup.info unreadable\n", s.Name())
+					for _, u := range unreadable {
+						fmt.Fprintf(g.out, "  %s %-16s %s: %s\n", u["backup_id"], catalog.StatusUnreadable, u["path"], u["error"])
+					}
 					continue
 				}
 				p, _ := s.RetentionPolicy()
@@ -138,4 +142,13 @@ func quietWriter(g *globalOptions, dry bool) io.Writer {
 		return io.Discard
 	}
 	return g.out
+}
+
+// unreadableRows describes the unreadable backup.info files err names.
+func unreadableRows(err error) []map[string]string {
+	var rows []map[string]string
+	for _, u := range catalog.UnreadableBackups(err) {
+		rows = append(rows, map[string]string{"backup_id": u.ID, "path": u.Path, "error": u.Err.Error()})
+	}
+	return rows
 }

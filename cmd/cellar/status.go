@@ -106,6 +106,9 @@ func serverStatus(ctx context.Context, s *server.Server) ([]statusRow, error) {
 	rows = append(rows, statusRow{"retention_policies", "Retention policies", retention})
 
 	rows = append(rows, statusRow{"backups_number", "No. of available backups", fmt.Sprint(len(backups))})
+	if deleting, err := s.Catalog().Available(catalog.StatusDeleting); err == nil && len(deleting) > 0 {
+		rows = append(rows, statusRow{"backups_deleting", "Backups being deleted", deletingIDs(deleting)})
+	}
 	first, last := "None", "None"
 	if n := len(backups); n > 0 {
 		first, last = backups[0].ID, backups[n-1].ID
@@ -226,4 +229,14 @@ func walArchivingRate(ctx context.Context, s *server.Server, backups []*catalog.
 	}
 	// n segments span n-1 intervals between their archive times.
 	return fmt.Sprintf("%0.2f/hour", float64(count-1)/((newest-oldest)/3600)), nil
+}
+
+// deletingIDs lists backups whose deletion was interrupted, with what
+// will finish it.
+func deletingIDs(bs []*catalog.BackupInfo) string {
+	ids := make([]string, len(bs))
+	for i, b := range bs {
+		ids[i] = b.ID
+	}
+	return strings.Join(ids, ", ") + " (interrupted; the next cron or daemon pass finishes the deletion)"
 }

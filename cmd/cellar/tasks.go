@@ -66,11 +66,17 @@ func (t *serverTasks) CheckBackups(ctx context.Context, name string) error {
 	if _, err := s.ArchiveWAL(ctx, io.Discard); err != nil && !isBusy(err) {
 		t.g.logger.Warn("archive-wal before check-backup failed", "server", name, "err", err)
 	}
+	// Deletions interrupted by a crash or kill are finished here, on
+	// every pass, so that no half-deleted backup waits for a user.
+	finished, ferr := s.FinishDeletions(ctx, nil)
+	for _, id := range finished {
+		t.g.logger.Info("finished an interrupted backup deletion", "server", name, "backup_id", id)
+	}
 	infos, err := s.CheckBackups(ctx)
 	for _, b := range infos {
 		t.g.logger.Debug("check-backup", "server", name, "backup_id", b.ID, "status", string(b.Status))
 	}
-	return err
+	return errors.Join(ferr, err)
 }
 
 func (t *serverTasks) EnforceRetention(ctx context.Context, name string) error {
