@@ -959,3 +959,72 @@ func (c *Cluster) NewStandby(t testing.TB) *Cluster {
 	s.Start(t)
 	return s
 }
+
+// StartDataDir starts a server of c's version on an existing data directory
+// (a restored backup, say), with its own socket directory and port,
+// archiving off and listening on the socket only. The tree is handed to the
+// postgres user first. It returns as soon as pg_ctl reports the postmaster
+// up (a recovery may still be running: see WaitRecovered), and the server is
+// stopped at cleanup.
+func (c *Cluster) StartDataDir(t testing.TB, dataDir string) *Cluster {
+	t.Helper()
+	env := c.env
+	r := &Cluster{
+		BaseDir:   filepath.Dir(dataDir),
+		DataDir:   dataDir,
+		SocketDir: socketDir(t, env),
+		BinDir:    c.BinDir,
+		Version:   c.Version,
+		LogFile:   filepath.Join(env.tempDir(t, "log"), "postgres.log"),
+		env:       env,
+	}
+	t.Cleanup(r.teardown)
+	if err := env.chownTree(dataDir); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	conf := []string{
+		"listen_addresses = ''",
+		fmt.Sprintf("unix_socket_directories = '%s'", r.SocketDir),
+		"archive_mode = off",
+	}
+	if err := appendFile(dataDir, "postgresql.conf", conf); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	r.Start(t)
+	return r
+}
+
+// chownTree gives a directory tree to the postgres user (data directories
+// must belong to the server's user).
+func (e *runEnv) chownTree(dir string) error {
+	if e.cred == nil {
+		return nil
+	}
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, e.uid, e.gid)
+	})
+}
+
+// WaitRecovered waits (up to 60 s) until the server has left recovery,
+// failing the test with the server log otherwise.
+func (c *Cluster) WaitRecovered(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		conn, err := pgconn.Connect(t.Context(), c.ConnString())
+		if err == nil {
+			res, qerr := conn.Exec(t.Context(), "SELECT pg_is_in_recovery()").ReadAll()
+			conn.Close(context.Background())
+			if qerr == nil && len(res) == 1 && len(res[0].Rows) == 1 && string(res[0].Rows[0][0]) == "f" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pgtest: %s still in recovery after 60 s (%v); server log:\n%s", c.DataDir, err, c.logTail())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
