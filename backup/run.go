@@ -27,6 +27,13 @@ import (
 	"github.com/cellar-backup/cellar/wal"
 )
 
+// MinServerVersion is the oldest server_version_num Cellar backs up:
+// backup manifests, which every backup is checked against, came with 13.
+const MinServerVersion = 130000
+
+// ErrUnsupportedVersion refuses a server older than MinServerVersion.
+var ErrUnsupportedVersion = errors.New("unsupported PostgreSQL version")
+
 // ErrBackupRunning is returned when the server's backup lock is held.
 var ErrBackupRunning = errors.New("another backup process is running")
 
@@ -206,6 +213,10 @@ func Run(ctx context.Context, opts Options) (*catalog.BackupInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server %s: %w", o.Server, err)
 	}
+	if st.ServerVersion != 0 && st.ServerVersion < MinServerVersion {
+		return nil, fmt.Errorf("server %s: %w: PostgreSQL %s (Cellar backs up PostgreSQL 13 and later: BASE_BACKUP with a backup manifest)",
+			o.Server, ErrUnsupportedVersion, st.MajorVersion())
+	}
 	if st.IsInRecovery {
 		return nil, fmt.Errorf("server %s: backups from a standby are not supported", o.Server)
 	}
@@ -309,6 +320,10 @@ func (r *run) take(ctx context.Context, conn *postgres.Conn) error {
 
 	info.BeginTime = started
 	comp, detail := o.serverCompression()
+	if comp != "" && legacyProtocol(int(info.Version)) {
+		r.log.Info("PostgreSQL before 15 cannot compress on the server; compressing in Cellar", "compression", comp)
+		comp, detail = "", ""
+	}
 	var s *stream
 	var cp *copier
 	copyStart := time.Now()
@@ -344,6 +359,9 @@ func (r *run) take(ctx context.Context, conn *postgres.Conn) error {
 	}
 	m, err := ParseManifest(cp.manifest)
 	if err != nil {
+		return step("copying files", err)
+	}
+	if err := m.CheckSystemID(info.SystemID); err != nil {
 		return step("copying files", err)
 	}
 	if err := m.Verify(cp.sums); err != nil {
@@ -416,12 +434,13 @@ func (r *run) copy(ctx context.Context, repl *postgres.ReplConn, prevDir, comp, 
 		TablespaceMap:     o.Compression != CompressionNone,
 		Compression:       comp,
 		CompressionDetail: detail,
+		ServerVersion:     int(info.Version),
 	}
 	sql, err := cmd.SQL()
 	if err != nil {
 		return nil, nil, false, step("issuing start backup command", err)
 	}
-	s, err = startStream(ctx, repl.PgConn(), sql)
+	s, err = startStream(ctx, repl.PgConn(), sql, legacyProtocol(cmd.ServerVersion))
 	if err != nil {
 		return nil, nil, comp != "" && isPgError(err, "compression"), step("issuing start backup command", err)
 	}
