@@ -98,6 +98,10 @@ func smoke(t *testing.T, bin string, version int, restores []string) {
 		e.c.Exec(t, fmt.Sprintf("INSERT INTO hist (note) SELECT '%s ' || g FROM generate_series(1, 500) g; UPDATE acct SET v = v || 'x' WHERE id %% 7 = %d",
 			comp, len(comp)))
 	}
+	// Every check passes (status SQL, archiver, streaming, slot ...).
+	if out := e.cellar("check", "pg"); strings.Contains(out, "FAILED") {
+		t.Errorf("cellar check on PostgreSQL %d:\n%s", version, out)
+	}
 	want := e.sums(e.c)
 	e.c.Exec(t, "SELECT pg_create_restore_point('matrix')")
 	// Changes after the restore point must not be in any restore.
