@@ -133,6 +133,14 @@ func TestCommandSQL(t *testing.T) {
 		{"detail unknown key", Command{Compression: "zstd", CompressionDetail: "workers=2', WAL true"}, "", true},
 		{"detail bad level", Command{Compression: "lz4", CompressionDetail: "level=fast"}, "", true},
 		{"detail level without value", Command{Compression: "lz4", CompressionDetail: "level"}, "", true},
+		{"pg14 spread", Command{Label: "x", ServerVersion: 140023},
+			"BASE_BACKUP LABEL 'x' PROGRESS NOWAIT MANIFEST 'yes' MANIFEST_CHECKSUMS 'CRC32C'", false},
+		{"pg13 fast rate map", Command{Label: "it's", Fast: true, MaxRateKBps: 1024, TablespaceMap: true, ServerVersion: 130023},
+			"BASE_BACKUP LABEL 'it''s' PROGRESS NOWAIT MANIFEST 'yes' MANIFEST_CHECKSUMS 'CRC32C' FAST MAX_RATE 1024 TABLESPACE_MAP", false},
+		{"pg14 server compression refused", Command{Label: "x", Compression: "lz4", ServerVersion: 140023}, "", true},
+		{"pg14 rate too low", Command{MaxRateKBps: 31, ServerVersion: 140023}, "", true},
+		{"pg15 new syntax", Command{Label: "x", ServerVersion: 150018},
+			"BASE_BACKUP (LABEL 'x', PROGRESS, WAIT false, MANIFEST 'yes', CHECKPOINT 'spread', MANIFEST_CHECKSUMS 'CRC32C')", false},
 	}
 	for _, tc := range tests {
 		got, err := tc.cmd.SQL()
