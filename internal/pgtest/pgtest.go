@@ -924,7 +924,9 @@ func (c *Cluster) Promote(t testing.TB) {
 }
 
 // NewStandby takes a base backup of c with pg_basebackup -R (streaming WAL)
-// into a new directory and starts it as a streaming standby. The standby has
+// into a new directory and starts it as a streaming standby. For a major
+// newer than the client tools it copies the cleanly stopped primary
+// instead (the primary restarts on the same port). The standby has
 // c's system identifier and is torn down at cleanup like any cluster.
 func (c *Cluster) NewStandby(t testing.TB) *Cluster {
 	t.Helper()
@@ -935,19 +937,17 @@ func (c *Cluster) NewStandby(t testing.TB) *Cluster {
 		DataDir:   filepath.Join(base, "data"),
 		SocketDir: socketDir(t, env),
 		BinDir:    c.BinDir,
+		Version:   c.Version,
 		LogFile:   filepath.Join(base, "postgres.log"),
 		Standby:   true,
 		env:       env,
 	}
 	t.Cleanup(s.teardown)
-	args := []string{"-D", s.DataDir, "-R", "-X", "stream", "-c", "fast", "--no-sync"}
-	for i, dir := range c.TablespaceDirs {
-		sdir := filepath.Join(base, fmt.Sprintf("ts%d", i+1))
-		env.mkdir(t, sdir)
-		s.TablespaceDirs = append(s.TablespaceDirs, sdir)
-		args = append(args, "-T", dir+"="+sdir)
+	if c.Version > DefaultVersion {
+		c.copyForStandby(t, s)
+	} else {
+		c.basebackupForStandby(t, s)
 	}
-	c.RunAsPostgres(t, "pg_basebackup", args...)
 	conf := []string{
 		fmt.Sprintf("unix_socket_directories = '%s'", s.SocketDir),
 		"archive_mode = off",
@@ -958,6 +958,48 @@ func (c *Cluster) NewStandby(t testing.TB) *Cluster {
 	}
 	s.Start(t)
 	return s
+}
+
+// copyForStandby makes the standby's data directory for a server newer
+// than the client tools (pg_basebackup refuses newer servers): the primary
+// stops cleanly, its data directory is copied and it starts again; the
+// copy starts from that shutdown checkpoint as a streaming standby.
+func (c *Cluster) copyForStandby(t testing.TB, s *Cluster) {
+	t.Helper()
+	if len(c.TablespaceDirs) > 0 {
+		t.Fatalf("pgtest: NewStandby of PostgreSQL %d with tablespaces is not supported (the copy would share them)", c.Version)
+	}
+	c.Stop(t)
+	if out, err := exec.Command("cp", "-a", c.DataDir, s.DataDir).CombinedOutput(); err != nil {
+		t.Fatalf("pgtest: copy %s for a standby: %v: %s", c.DataDir, err, out)
+	}
+	c.Start(t)
+	primary := fmt.Sprintf("primary_conninfo = 'host=%s port=%d user=postgres application_name=walreceiver'", c.SocketDir, c.Port)
+	if err := appendFile(s.DataDir, "postgresql.conf", []string{primary}); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	f, err := os.OpenFile(filepath.Join(s.DataDir, "standby.signal"), os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	f.Close()
+	if err := c.env.chownTree(s.DataDir); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+}
+
+// basebackupForStandby makes the standby with pg_basebackup -R.
+func (c *Cluster) basebackupForStandby(t testing.TB, s *Cluster) {
+	t.Helper()
+	env, base := c.env, s.BaseDir
+	args := []string{"-D", s.DataDir, "-R", "-X", "stream", "-c", "fast", "--no-sync"}
+	for i, dir := range c.TablespaceDirs {
+		sdir := filepath.Join(base, fmt.Sprintf("ts%d", i+1))
+		env.mkdir(t, sdir)
+		s.TablespaceDirs = append(s.TablespaceDirs, sdir)
+		args = append(args, "-T", dir+"="+sdir)
+	}
+	c.RunAsPostgres(t, "pg_basebackup", args...)
 }
 
 // StartDataDir starts a server of c's version on an existing data directory

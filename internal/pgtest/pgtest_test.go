@@ -137,7 +137,16 @@ func TestPostgresDirsAndTools(t *testing.T) {
 
 func TestStandby(t *testing.T) {
 	t.Parallel()
-	p := Start(t, Options{})
+	for _, v := range []int{15, 17} {
+		t.Run(strconv.Itoa(v), func(t *testing.T) {
+			t.Parallel()
+			testStandby(t, v)
+		})
+	}
+}
+
+func testStandby(t *testing.T, version int) {
+	p := Start(t, Options{Version: version})
 	p.Exec(t, "CREATE TABLE rep (x int); INSERT INTO rep VALUES (1)")
 	s := p.NewStandby(t)
 	if got := s.QueryRow(t, "SELECT pg_is_in_recovery()"); got != "t" {
