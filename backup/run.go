@@ -82,6 +82,11 @@ type Options struct {
 	// once backup.info exists, with the final status and error.
 	Hooks hooks.Set
 
+	// afterStart, when set (tests only), runs once the server has started
+	// the backup and backup.info says STARTED, before any file arrives:
+	// the moment to make something happen during a backup.
+	afterStart func()
+
 	Logger      *slog.Logger // nil = discard
 	Progress    io.Writer    // nil = no progress output
 	ProgressTTY bool         // Progress is a terminal: one updating \r line
@@ -478,6 +483,9 @@ func (r *run) copy(ctx context.Context, repl *postgres.ReplConn, prevDir, comp, 
 		return nil, nil, false, step("issuing start backup command", err)
 	}
 	r.log.Info(fmt.Sprintf("Backup start at LSN: %s (%s, %08X)", info.BeginXLog, info.BeginWAL, *info.BeginOffset))
+	if o.afterStart != nil {
+		o.afterStart()
+	}
 
 	var total int64
 	for _, ts := range s.Tablespaces {
