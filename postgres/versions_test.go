@@ -3,13 +3,15 @@ package postgres
 import (
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/cellar-backup/cellar/internal/pgtest"
 )
 
 // The status, archiver, WAL, restore point, slot and replication SQL and
-// the replication commands work on every supported major (the catalog
+// the replication commands (TIMELINE_HISTORY of a promoted standby too)
+// work on every supported major (the catalog
 // views and function names differ between them).
 func TestEveryVersion(t *testing.T) {
 	t.Parallel()
@@ -79,5 +81,21 @@ func exerciseVersion(t *testing.T, version int) {
 	}
 	if err := r.DropSlot(ctx, "cellar_v"); err != nil {
 		t.Error(err)
+	}
+
+	// A promoted standby is on timeline 2 and serves its history file.
+	standby := pg.NewStandby(t)
+	standby.Promote(t)
+	rs, err := ConnectReplication(ctx, standby.ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close(ctx)
+	if info, err := rs.IdentifySystem(ctx); err != nil || info.Timeline != 2 {
+		t.Fatalf("promoted standby IdentifySystem = %+v, %v; want timeline 2", info, err)
+	}
+	name, content, err := rs.TimelineHistory(ctx, 2)
+	if err != nil || name != "00000002.history" || !strings.HasPrefix(string(content), "1\t") {
+		t.Errorf("TimelineHistory(2) = %q, %q, %v", name, content, err)
 	}
 }
