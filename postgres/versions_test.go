@@ -11,8 +11,8 @@ import (
 
 // The status, archiver, WAL, restore point, slot and replication SQL and
 // the replication commands (TIMELINE_HISTORY of a promoted standby too)
-// work on every supported major (the catalog
-// views and function names differ between them).
+// work on every supported major (the catalog views and function names
+// differ between them).
 func TestEveryVersion(t *testing.T) {
 	t.Parallel()
 	for _, v := range pgtest.Versions() {
