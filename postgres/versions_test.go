@@ -42,6 +42,8 @@ func exerciseVersion(t *testing.T, version int) {
 		t.Errorf("status %+v", s)
 	}
 
+	checkBackupRole(t, pg, version)
+
 	closed, switched, err := c.SwitchWAL(ctx)
 	if err != nil || !switched || closed == "" {
 		t.Fatalf("SwitchWAL = %q, %v, %v", closed, switched, err)
@@ -97,5 +99,31 @@ func exerciseVersion(t *testing.T, version int) {
 	name, content, err := rs.TimelineHistory(ctx, 2)
 	if err != nil || name != "00000002.history" || !strings.HasPrefix(string(content), "1\t") {
 		t.Errorf("TimelineHistory(2) = %q, %q, %v", name, content, err)
+	}
+}
+
+// checkBackupRole: an ordinary role granted the version's backup functions
+// (renamed in 15) has backup privileges; without the grants it has not.
+func checkBackupRole(t *testing.T, pg *pgtest.Cluster, version int) {
+	t.Helper()
+	start, stop := "pg_backup_start(text, boolean)", "pg_backup_stop(boolean)"
+	if version < 15 {
+		start, stop = "pg_start_backup(text, boolean, boolean)", "pg_stop_backup(boolean, boolean)"
+	}
+	pg.Exec(t, `CREATE ROLE monitor LOGIN IN ROLE pg_monitor;
+		CREATE ROLE backup LOGIN REPLICATION IN ROLE pg_monitor;
+		GRANT EXECUTE ON FUNCTION `+start+` TO backup;
+		GRANT EXECUTE ON FUNCTION `+stop+` TO backup;
+		GRANT EXECUTE ON FUNCTION pg_switch_wal() TO backup;
+		GRANT EXECUTE ON FUNCTION pg_create_restore_point(text) TO backup;`)
+	for user, want := range map[string]bool{"monitor": false, "backup": true} {
+		c := connect(t, strings.Replace(pg.ConnString(), "user=postgres", "user="+user, 1))
+		s, err := c.Status(t.Context())
+		if err != nil {
+			t.Fatalf("%s: %v", user, err)
+		}
+		if s.HasBackupPrivileges != want || !s.HasMonitoringPrivileges || s.IsSuperuser {
+			t.Errorf("role %s: backup %v (want %v), monitoring %v, superuser %v", user, s.HasBackupPrivileges, want, s.HasMonitoringPrivileges, s.IsSuperuser)
+		}
 	}
 }
