@@ -8,7 +8,8 @@ PKGS := ./...
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$$(git describe --tags --always 2>/dev/null || echo dev)" -o $(BIN) ./cmd/cellar
 
-# Unit + real-PostgreSQL integration tests (PostgreSQL 15 binaries required).
+# Unit + real-PostgreSQL integration tests (PostgreSQL 15 from Debian, 13/14/16/17/18
+# from scripts/install-pg.sh).
 test:
 	$(GO) test -race -count=1 -timeout 9m $(PKGS)
 

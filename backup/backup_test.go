@@ -146,6 +146,11 @@ func restoreAndCompare(t *testing.T, src *pgtest.Cluster, o Options, info *catal
 			t.Fatal(err)
 		}
 	}
+	// A backup of a standby holds its standby.signal: this restore is an
+	// archive recovery, not a new standby of the source.
+	if err := os.Remove(filepath.Join(data, "standby.signal")); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
 	startAndCompare(t, src, root, data, fmt.Sprintf("restore_command = 'cp %s/%%f %%p'\n", src.ArchiveDir), true, want)
 }
 

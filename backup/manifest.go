@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"sort"
+	"strconv"
 
 	"github.com/cellar-backup/cellar/catalog"
 )
@@ -37,8 +38,11 @@ type FileSum struct {
 
 // Manifest is the part of a PostgreSQL backup_manifest Cellar uses.
 type Manifest struct {
-	Version int            `json:"PostgreSQL-Backup-Manifest-Version"`
-	Files   []ManifestFile `json:"Files"`
+	Version int `json:"PostgreSQL-Backup-Manifest-Version"`
+	// SystemID is the cluster's system identifier, in manifests of
+	// version 2 (PostgreSQL 17+); 0 in version 1.
+	SystemID uint64         `json:"System-Identifier"`
+	Files    []ManifestFile `json:"Files"`
 	// WALRanges and Manifest-Checksum are checked in ParseManifest.
 	WALRanges []struct {
 		Timeline uint32 `json:"Timeline"`
@@ -76,8 +80,14 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	if err := json.Unmarshal(data, &m); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrManifest, err)
 	}
-	if m.Version != 1 {
-		return nil, fmt.Errorf("%w: unsupported manifest version %d", ErrManifest, m.Version)
+	switch m.Version {
+	case 1:
+	case 2:
+		if m.SystemID == 0 {
+			return nil, fmt.Errorf("%w: version 2 manifest without System-Identifier", ErrManifest)
+		}
+	default:
+		return nil, fmt.Errorf("%w: unsupported manifest version %d (Cellar knows 1 and 2)", ErrManifest, m.Version)
 	}
 	i := bytes.LastIndex(data, []byte(`"Manifest-Checksum"`))
 	if i < 0 {
@@ -88,6 +98,20 @@ func ParseManifest(data []byte) (*Manifest, error) {
 		return nil, fmt.Errorf("%w: manifest checksum %s, computed %s", ErrManifest, m.Checksum, got)
 	}
 	return &m, nil
+}
+
+// CheckSystemID checks a version 2 manifest's System-Identifier against
+// the server's (decimal text, as IDENTIFY_SYSTEM gives it): a manifest of
+// another cluster must not pass as this backup's. Version 1 manifests carry
+// no identifier and pass.
+func (m *Manifest) CheckSystemID(sysid string) error {
+	if m.Version < 2 {
+		return nil
+	}
+	if want := strconv.FormatUint(m.SystemID, 10); want != sysid {
+		return fmt.Errorf("%w: manifest System-Identifier %s, server system identifier %s", ErrManifest, want, sysid)
+	}
+	return nil
 }
 
 // Lookup returns the manifest's files by path.

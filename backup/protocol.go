@@ -143,11 +143,22 @@ type Command struct {
 	// COMPRESSION_DETAIL, e.g. "level=3,workers=2".
 	Compression       string
 	CompressionDetail string
+	// ServerVersion is the server's server_version_num. Before 150000 the
+	// command takes the old option syntax and the server cannot compress;
+	// 0 means a current server.
+	ServerVersion int
 }
 
-// SQL renders the PG15 BASE_BACKUP command. WAL is never included (Cellar
-// archives WAL separately) and the server does not wait for WAL archiving:
-// check-backup does that.
+// legacyProtocol reports a server before PostgreSQL 15: old BASE_BACKUP
+// option syntax, and one CopyOut per tablespace plus one for the manifest
+// instead of the single framed stream.
+func legacyProtocol(serverVersion int) bool {
+	return serverVersion != 0 && serverVersion < 150000
+}
+
+// SQL renders the BASE_BACKUP command for the server's version. WAL is
+// never included (Cellar archives WAL separately) and the server does not
+// wait for WAL archiving: check-backup does that.
 func (c Command) SQL() (string, error) {
 	if strings.IndexByte(c.Label, 0) >= 0 {
 		return "", fmt.Errorf("backup label contains NUL")
@@ -155,6 +166,46 @@ func (c Command) SQL() (string, error) {
 	if len(c.Label) > 1023 { // MAXPGPATH-1: the server rejects longer labels
 		return "", fmt.Errorf("backup label longer than 1023 bytes")
 	}
+	sum := c.ManifestChecksums
+	if sum == "" {
+		sum = "CRC32C"
+	}
+	switch sum {
+	case "CRC32C", "SHA224", "SHA256", "SHA384", "SHA512", "NONE":
+	default:
+		return "", fmt.Errorf("unknown manifest checksum algorithm %q", sum)
+	}
+	if c.MaxRateKBps != 0 && (c.MaxRateKBps < 32 || c.MaxRateKBps > 1048576) {
+		return "", fmt.Errorf("max rate %d kB/s out of range 32..1048576", c.MaxRateKBps)
+	}
+	if legacyProtocol(c.ServerVersion) {
+		return c.legacySQL(sum)
+	}
+	return c.currentSQL(sum)
+}
+
+// legacySQL is the PostgreSQL 13/14 form: bare keywords, FAST for an
+// immediate checkpoint, NOWAIT; no server compression.
+func (c Command) legacySQL(sum string) (string, error) {
+	if (c.Compression != "" && c.Compression != CompressionNone) || c.CompressionDetail != "" {
+		return "", fmt.Errorf("PostgreSQL %d cannot compress a backup on the server (BASE_BACKUP COMPRESSION needs PostgreSQL 15); compress in Cellar instead",
+			c.ServerVersion/10000)
+	}
+	opts := []string{"LABEL " + quoteLiteral(c.Label), "PROGRESS", "NOWAIT", "MANIFEST 'yes'", "MANIFEST_CHECKSUMS " + quoteLiteral(sum)}
+	if c.Fast {
+		opts = append(opts, "FAST")
+	}
+	if c.MaxRateKBps != 0 {
+		opts = append(opts, "MAX_RATE "+strconv.FormatInt(c.MaxRateKBps, 10))
+	}
+	if c.TablespaceMap {
+		opts = append(opts, "TABLESPACE_MAP")
+	}
+	return "BASE_BACKUP " + strings.Join(opts, " "), nil
+}
+
+// currentSQL is the PostgreSQL 15+ form: BASE_BACKUP (option 'value', ...).
+func (c Command) currentSQL(sum string) (string, error) {
 	opts := []string{
 		"LABEL " + quoteLiteral(c.Label),
 		"PROGRESS",
@@ -166,20 +217,8 @@ func (c Command) SQL() (string, error) {
 	} else {
 		opts = append(opts, "CHECKPOINT 'spread'")
 	}
-	sum := c.ManifestChecksums
-	if sum == "" {
-		sum = "CRC32C"
-	}
-	switch sum {
-	case "CRC32C", "SHA224", "SHA256", "SHA384", "SHA512", "NONE":
-	default:
-		return "", fmt.Errorf("unknown manifest checksum algorithm %q", sum)
-	}
 	opts = append(opts, "MANIFEST_CHECKSUMS "+quoteLiteral(sum))
 	if c.MaxRateKBps != 0 {
-		if c.MaxRateKBps < 32 || c.MaxRateKBps > 1048576 {
-			return "", fmt.Errorf("max rate %d kB/s out of range 32..1048576", c.MaxRateKBps)
-		}
 		opts = append(opts, "MAX_RATE "+strconv.FormatInt(c.MaxRateKBps, 10))
 	}
 	if c.TablespaceMap {
@@ -267,14 +306,21 @@ type stream struct {
 	pending *Frame // the n/m frame that ended the current reader
 	buf     []byte // unread part of the current d frame
 	done    bool   // CopyDone seen
+
+	// legacy: a pre-15 server sends one CopyOut per tablespace (in the
+	// order of the tablespace result, the main directory last) and then
+	// one for the manifest, with raw bytes as CopyData; the stream turns
+	// each CopyOut into the n or m frame the PG15 framing would have sent.
+	legacy   bool
+	sections int // CopyOuts begun (legacy)
 }
 
-func startStream(ctx context.Context, conn *pgconn.PgConn, sql string) (*stream, error) {
+func startStream(ctx context.Context, conn *pgconn.PgConn, sql string, legacy bool) (*stream, error) {
 	conn.Frontend().SendQuery(&pgproto3.Query{String: sql})
 	if err := conn.Frontend().Flush(); err != nil {
 		return nil, fmt.Errorf("send BASE_BACKUP: %w", err)
 	}
-	s := &stream{ctx: ctx, conn: conn}
+	s := &stream{ctx: ctx, conn: conn, legacy: legacy}
 	start, err := s.readPosition()
 	if err != nil {
 		return nil, fmt.Errorf("BASE_BACKUP start position: %w", err)
@@ -450,11 +496,25 @@ func (s *stream) nextFrame() (*Frame, error) {
 	}
 	switch m := msg.(type) {
 	case *pgproto3.CopyOutResponse:
+		if s.legacy {
+			return s.legacySection()
+		}
 		return nil, nil
 	case *pgproto3.CopyDone:
-		s.done = true
+		// In the legacy protocol only the manifest's CopyDone ends the
+		// stream.
+		if !s.legacy || s.sections > len(s.Tablespaces) {
+			s.done = true
+		}
 		return nil, nil
 	case *pgproto3.CopyData:
+		if s.legacy {
+			if s.sections == 0 {
+				return nil, fmt.Errorf("%w: CopyData before CopyOutResponse", ErrProtocol)
+			}
+			s.received += int64(len(m.Data))
+			return &Frame{Type: FrameData, Data: m.Data}, nil
+		}
 		f, err := ParseFrame(m.Data)
 		if err != nil {
 			return nil, err
@@ -472,6 +532,25 @@ func (s *stream) nextFrame() (*Frame, error) {
 	default:
 		return nil, fmt.Errorf("%w: %T in copy stream", ErrProtocol, msg)
 	}
+}
+
+// legacySection names the archive a pre-15 CopyOut carries: the next
+// tablespace of the result set, then the manifest.
+func (s *stream) legacySection() (*Frame, error) {
+	i := s.sections
+	s.sections++
+	switch {
+	case i < len(s.Tablespaces):
+		ts := s.Tablespaces[i]
+		name := "base.tar"
+		if ts.OID != 0 {
+			name = strconv.FormatUint(uint64(ts.OID), 10) + ".tar"
+		}
+		return &Frame{Type: FrameArchive, Name: name, Location: ts.Location}, nil
+	case i == len(s.Tablespaces):
+		return &Frame{Type: FrameManifest}, nil
+	}
+	return nil, fmt.Errorf("%w: CopyOut %d after %d tablespaces and the manifest", ErrProtocol, i+1, len(s.Tablespaces))
 }
 
 // Read returns the current section's data (archive or manifest) and io.EOF

@@ -27,6 +27,13 @@ import (
 	"github.com/cellar-backup/cellar/wal"
 )
 
+// MinServerVersion is the oldest server_version_num Cellar backs up:
+// backup manifests, which every backup is checked against, came with 13.
+const MinServerVersion = 130000
+
+// ErrUnsupportedVersion refuses a server older than MinServerVersion.
+var ErrUnsupportedVersion = errors.New("unsupported PostgreSQL version")
+
 // ErrBackupRunning is returned when the server's backup lock is held.
 var ErrBackupRunning = errors.New("another backup process is running")
 
@@ -47,6 +54,12 @@ type Options struct {
 	Layout       catalog.Layout
 	Conninfo     string // normal connection (status, restore point, WAL switch)
 	ReplConninfo string // replication connection (BASE_BACKUP)
+	// PrimaryConninfo (Barman's primary_conninfo) makes Conninfo a
+	// streaming standby to back up: the primary it names must be a
+	// primary of the same cluster, and it closes the WAL segment holding
+	// the backup's end (a standby cannot switch WAL) and gets the
+	// restore point.
+	PrimaryConninfo string
 
 	Compression string // none|gzip|lz4|zstd ("" = none: plain layout)
 	// ClientCompression compresses lz4 and zstd in Cellar rather than on
@@ -68,6 +81,11 @@ type Options struct {
 	// the backup before anything is copied. The post scripts always run
 	// once backup.info exists, with the final status and error.
 	Hooks hooks.Set
+
+	// afterStart, when set (tests only), runs once the server has started
+	// the backup and backup.info says STARTED, before any file arrives:
+	// the moment to make something happen during a backup.
+	afterStart func()
 
 	Logger      *slog.Logger // nil = discard
 	Progress    io.Writer    // nil = no progress output
@@ -167,6 +185,9 @@ type run struct {
 	cat  *catalog.Catalog
 	info *catalog.BackupInfo
 	log  *slog.Logger
+	// primary is the primary_conninfo connection of a backup from a
+	// standby, nil for a backup of a primary.
+	primary *postgres.Conn
 }
 
 // Run takes a backup. It returns the backup's final backup.info
@@ -206,8 +227,16 @@ func Run(ctx context.Context, opts Options) (*catalog.BackupInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server %s: %w", o.Server, err)
 	}
-	if st.IsInRecovery {
-		return nil, fmt.Errorf("server %s: backups from a standby are not supported", o.Server)
+	if st.ServerVersion != 0 && st.ServerVersion < MinServerVersion {
+		return nil, fmt.Errorf("server %s: %w: PostgreSQL %s (Cellar backs up PostgreSQL 13 and later: BASE_BACKUP with a backup manifest)",
+			o.Server, ErrUnsupportedVersion, st.MajorVersion())
+	}
+	primary, err := openPrimary(ctx, &o, st)
+	if err != nil {
+		return nil, err
+	}
+	if primary != nil {
+		defer primary.Close(context.WithoutCancel(ctx))
 	}
 	if err := ensureIdentity(l, st); err != nil {
 		return nil, err
@@ -217,7 +246,7 @@ func Run(ctx context.Context, opts Options) (*catalog.BackupInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server %s: %w", o.Server, err)
 	}
-	r := &run{o: &o, cat: cat, log: o.Logger.With("server", o.Server, "backup_id", id)}
+	r := &run{o: &o, cat: cat, primary: primary, log: o.Logger.With("server", o.Server, "backup_id", id)}
 	r.info = catalog.NewBackupInfo(id)
 	r.info.ServerName = o.Server
 	r.info.BackupName = o.Name
@@ -309,6 +338,10 @@ func (r *run) take(ctx context.Context, conn *postgres.Conn) error {
 
 	info.BeginTime = started
 	comp, detail := o.serverCompression()
+	if comp != "" && legacyProtocol(int(info.Version)) {
+		r.log.Info("PostgreSQL before 15 cannot compress on the server; compressing in Cellar", "compression", comp)
+		comp, detail = "", ""
+	}
 	var s *stream
 	var cp *copier
 	copyStart := time.Now()
@@ -346,6 +379,9 @@ func (r *run) take(ctx context.Context, conn *postgres.Conn) error {
 	if err != nil {
 		return step("copying files", err)
 	}
+	if err := m.CheckSystemID(info.SystemID); err != nil {
+		return step("copying files", err)
+	}
 	if err := m.Verify(cp.sums); err != nil {
 		return step("copying files", err)
 	}
@@ -367,16 +403,27 @@ func (r *run) take(ctx context.Context, conn *postgres.Conn) error {
 		info.Compression = o.Compression
 	}
 
+	if r.primary != nil {
+		if err := stillStandby(ctx, conn, s); err != nil {
+			return step("stopping postgres backup_method", err)
+		}
+	}
 	r.log.Info("Finalising the backup.")
 	info.EndXLog = s.End.LSN.String()
 	info.EndWAL = wal.NameForPrevLSN(s.End.Timeline, s.End.LSN, segSize).String()
 	info.EndOffset = catalog.Int64(int64(s.End.LSN.SegmentOffset(segSize)))
-	if _, err := conn.CreateRestorePoint(ctx, "barman_"+info.ID); err != nil {
+	// A standby can neither write a restore point nor switch WAL: its
+	// primary does both, after the standby's end (the primary is ahead).
+	walConn := conn
+	if r.primary != nil {
+		walConn = r.primary
+	}
+	if _, err := walConn.CreateRestorePoint(ctx, "barman_"+info.ID); err != nil {
 		return step("stopping postgres backup_method", err)
 	}
 	// The restore point's record and the backup's end are in the current
 	// segment: close it so the archiver ships it now.
-	if _, _, err := conn.SwitchWAL(ctx); err != nil {
+	if _, _, err := walConn.SwitchWAL(ctx); err != nil {
 		return step("stopping postgres backup_method", err)
 	}
 	if cs, err := clusterSize(ctx, conn); err == nil {
@@ -416,12 +463,13 @@ func (r *run) copy(ctx context.Context, repl *postgres.ReplConn, prevDir, comp, 
 		TablespaceMap:     o.Compression != CompressionNone,
 		Compression:       comp,
 		CompressionDetail: detail,
+		ServerVersion:     int(info.Version),
 	}
 	sql, err := cmd.SQL()
 	if err != nil {
 		return nil, nil, false, step("issuing start backup command", err)
 	}
-	s, err = startStream(ctx, repl.PgConn(), sql)
+	s, err = startStream(ctx, repl.PgConn(), sql, legacyProtocol(cmd.ServerVersion))
 	if err != nil {
 		return nil, nil, comp != "" && isPgError(err, "compression"), step("issuing start backup command", err)
 	}
@@ -435,6 +483,9 @@ func (r *run) copy(ctx context.Context, repl *postgres.ReplConn, prevDir, comp, 
 		return nil, nil, false, step("issuing start backup command", err)
 	}
 	r.log.Info(fmt.Sprintf("Backup start at LSN: %s (%s, %08X)", info.BeginXLog, info.BeginWAL, *info.BeginOffset))
+	if o.afterStart != nil {
+		o.afterStart()
+	}
 
 	var total int64
 	for _, ts := range s.Tablespaces {
@@ -505,6 +556,74 @@ func fillStatus(info *catalog.BackupInfo, st *postgres.Status) {
 	for _, ts := range st.Tablespaces {
 		info.Tablespaces = append(info.Tablespaces, catalog.Tablespace{Name: ts.Name, OID: ts.OID, Location: ts.Location})
 	}
+}
+
+// ErrStandbySetup refuses a backup whose conninfo and primary_conninfo do
+// not name a standby and its primary (Barman's three standby checks).
+var ErrStandbySetup = errors.New("invalid standby backup setup")
+
+// ErrPromoted fails a backup from a standby that was promoted while it
+// ran: the files may mix both timelines' states.
+var ErrPromoted = errors.New("the standby was promoted during the backup")
+
+// openPrimary connects to primary_conninfo for a backup from a standby,
+// after the checks Barman runs for one: conninfo is a standby, the primary
+// is not, and both have the same system identifier. It returns nil for a
+// backup of a primary (no primary_conninfo).
+func openPrimary(ctx context.Context, o *Options, st *postgres.Status) (*postgres.Conn, error) {
+	if o.PrimaryConninfo == "" {
+		if st.IsInRecovery {
+			return nil, fmt.Errorf("server %s: %w: conninfo points to a standby; set primary_conninfo to back up from a standby", o.Server, ErrStandbySetup)
+		}
+		return nil, nil
+	}
+	if !st.IsInRecovery {
+		return nil, fmt.Errorf("server %s: %w: conninfo should point to a standby server if primary_conninfo is set", o.Server, ErrStandbySetup)
+	}
+	pc, err := postgres.Connect(ctx, o.PrimaryConninfo)
+	if err != nil {
+		return nil, fmt.Errorf("server %s: primary_conninfo: %w", o.Server, err)
+	}
+	ps, err := pc.Status(ctx)
+	if err == nil {
+		err = checkPrimary(ps, st)
+	}
+	if err != nil {
+		pc.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("server %s: %w", o.Server, err)
+	}
+	return pc, nil
+}
+
+// checkPrimary is Barman's "Primary server is not a standby" and "Primary
+// and standby have same system ID".
+func checkPrimary(primary, standby *postgres.Status) error {
+	if primary.IsInRecovery {
+		return fmt.Errorf("%w: primary_conninfo should point to a primary server, not a standby", ErrStandbySetup)
+	}
+	if primary.SystemID != standby.SystemID {
+		return fmt.Errorf("%w: primary_conninfo and conninfo should point to primary and standby servers which share the same system identifier (%s, %s)",
+			ErrStandbySetup, primary.SystemID, standby.SystemID)
+	}
+	return nil
+}
+
+// stillStandby fails a backup from a standby that left recovery or changed
+// timeline while it ran. PostgreSQL itself fails BASE_BACKUP when the
+// promotion comes before the backup's stop; this catches the rest of the
+// window up to here.
+func stillStandby(ctx context.Context, conn *postgres.Conn, s *stream) error {
+	if s.End.Timeline != s.Start.Timeline {
+		return fmt.Errorf("%w (timeline %d at the start, %d at the end)", ErrPromoted, s.Start.Timeline, s.End.Timeline)
+	}
+	var inRecovery bool
+	if err := conn.PgxConn().QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+		return fmt.Errorf("is the standby still in recovery: %w", err)
+	}
+	if !inRecovery {
+		return fmt.Errorf("%w (it is no longer in recovery)", ErrPromoted)
+	}
+	return nil
 }
 
 // ErrSystemIDMismatch means the server is not the cluster this catalog's

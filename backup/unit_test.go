@@ -133,6 +133,14 @@ func TestCommandSQL(t *testing.T) {
 		{"detail unknown key", Command{Compression: "zstd", CompressionDetail: "workers=2', WAL true"}, "", true},
 		{"detail bad level", Command{Compression: "lz4", CompressionDetail: "level=fast"}, "", true},
 		{"detail level without value", Command{Compression: "lz4", CompressionDetail: "level"}, "", true},
+		{"pg14 spread", Command{Label: "x", ServerVersion: 140023},
+			"BASE_BACKUP LABEL 'x' PROGRESS NOWAIT MANIFEST 'yes' MANIFEST_CHECKSUMS 'CRC32C'", false},
+		{"pg13 fast rate map", Command{Label: "it's", Fast: true, MaxRateKBps: 1024, TablespaceMap: true, ServerVersion: 130023},
+			"BASE_BACKUP LABEL 'it''s' PROGRESS NOWAIT MANIFEST 'yes' MANIFEST_CHECKSUMS 'CRC32C' FAST MAX_RATE 1024 TABLESPACE_MAP", false},
+		{"pg14 server compression refused", Command{Label: "x", Compression: "lz4", ServerVersion: 140023}, "", true},
+		{"pg14 rate too low", Command{MaxRateKBps: 31, ServerVersion: 140023}, "", true},
+		{"pg15 new syntax", Command{Label: "x", ServerVersion: 150018},
+			"BASE_BACKUP (LABEL 'x', PROGRESS, WAIT false, MANIFEST 'yes', CHECKPOINT 'spread', MANIFEST_CHECKSUMS 'CRC32C')", false},
 	}
 	for _, tc := range tests {
 		got, err := tc.cmd.SQL()
@@ -170,8 +178,18 @@ func TestParseRows(t *testing.T) {
 // manifestFor builds a backup_manifest the way PostgreSQL does, with a
 // correct Manifest-Checksum.
 func manifestFor(files []FileSum) []byte {
+	return manifestHead("{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n", files)
+}
+
+// manifestV2For is manifestFor in PostgreSQL 17's version 2 format, which
+// names the cluster's system identifier.
+func manifestV2For(sysid string, files []FileSum) []byte {
+	return manifestHead("{ \"PostgreSQL-Backup-Manifest-Version\": 2,\n\"System-Identifier\": "+sysid+",\n", files)
+}
+
+func manifestHead(head string, files []FileSum) []byte {
 	var b bytes.Buffer
-	b.WriteString("{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": [\n")
+	b.WriteString(head + "\"Files\": [\n")
 	for i, f := range files {
 		if i > 0 {
 			b.WriteString(",\n")
@@ -224,6 +242,62 @@ func TestManifest(t *testing.T) {
 	if got := crcHex("123456789"); got != "839206e3" {
 		t.Errorf("crc32c digest %s", got)
 	}
+}
+
+// Version 2 manifests (PostgreSQL 17+) parse, and their System-Identifier
+// must be the server's; version 1 has none to check; unknown versions and a
+// version 2 without the identifier are refused.
+func TestManifestVersions(t *testing.T) {
+	t.Parallel()
+	files := []FileSum{{"PG_VERSION", 3, crcHex("17\n")}}
+	const sysid = "7580000000000000001" // above 2^53: must not go through float64
+	m, err := ParseManifest(manifestV2For(sysid, files))
+	if err != nil {
+		t.Fatalf("version 2 manifest: %v", err)
+	}
+	if err := m.Verify(files); err != nil {
+		t.Errorf("Verify: %v", err)
+	}
+	if err := m.CheckSystemID(sysid); err != nil {
+		t.Errorf("CheckSystemID(own id): %v", err)
+	}
+	if err := m.CheckSystemID("7580000000000000002"); !errors.Is(err, ErrManifest) || !strings.Contains(err.Error(), sysid) {
+		t.Errorf("CheckSystemID(other cluster) = %v, want ErrManifest naming %s", err, sysid)
+	}
+	v1, err := ParseManifest(manifestFor(files))
+	if err != nil || v1.CheckSystemID("1") != nil {
+		t.Errorf("version 1 manifest: %v / %v", err, v1.CheckSystemID("1"))
+	}
+	bad := map[string][]byte{
+		"no System-Identifier": manifestHead("{ \"PostgreSQL-Backup-Manifest-Version\": 2,\n", files),
+		"version 3":            manifestHead("{ \"PostgreSQL-Backup-Manifest-Version\": 3,\n\"System-Identifier\": 1,\n", files),
+	}
+	for name, data := range bad {
+		if _, err := ParseManifest(data); !errors.Is(err, ErrManifest) {
+			t.Errorf("%s: ParseManifest = %v, want ErrManifest", name, err)
+		}
+	}
+}
+
+// FuzzParseManifest: any input parses or fails with ErrManifest, never
+// panics; a parsed manifest's checks never panic either.
+func FuzzParseManifest(f *testing.F) {
+	files := []FileSum{{"PG_VERSION", 3, crcHex("17\n")}, {"global/pg_control", 8192, crcHex("x")}}
+	f.Add(manifestFor(files))
+	f.Add(manifestV2For("7580000000000000001", files))
+	f.Add([]byte(`{"PostgreSQL-Backup-Manifest-Version": 2, "System-Identifier": -1}`))
+	f.Add([]byte(`{"PostgreSQL-Backup-Manifest-Version": 2, "System-Identifier": 18446744073709551616}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := ParseManifest(data)
+		if err != nil {
+			if !errors.Is(err, ErrManifest) {
+				t.Fatalf("error without ErrManifest: %v", err)
+			}
+			return
+		}
+		_ = m.CheckSystemID("1")
+		_ = m.Verify(files)
+	})
 }
 
 type member struct {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/cellar-backup/cellar/backup"
 	"github.com/cellar-backup/cellar/catalog"
@@ -40,6 +41,7 @@ func (s *Server) BackupOptions() (backup.Options, error) {
 		Layout:              s.layout,
 		Conninfo:            cfg.Conninfo.Raw(),
 		ReplConninfo:        cfg.StreamingConninfo.Raw(),
+		PrimaryConninfo:     strings.TrimSpace(cfg.PrimaryConninfo.Raw()),
 		Compression:         comp,
 		ImmediateCheckpoint: cfg.ImmediateCheckpoint,
 		ReuseBackup:         string(cfg.ReuseBackup),

@@ -182,9 +182,7 @@ func (s *session) run(ctx context.Context) error {
 func (s *session) prepareSlot(ctx context.Context) (slotInfo, error) {
 	o := s.r.opts
 	if v := s.conn.ServerVersion(); v != 0 && v < 150000 {
-		// No way to read it over a replication connection: START_REPLICATION
-		// will report a missing or busy slot.
-		return slotInfo{}, nil
+		return slotInfo{}, s.preparePre15Slot(ctx)
 	}
 	si, err := readSlot(ctx, s.pg, o.SlotName)
 	if err != nil {
@@ -193,6 +191,26 @@ func (s *session) prepareSlot(ctx context.Context) (slotInfo, error) {
 	if si.Exists {
 		return si, nil
 	}
+	return s.createSlot(ctx)
+}
+
+// preparePre15Slot: before PostgreSQL 15 a replication connection cannot
+// read a slot (no READ_REPLICATION_SLOT), so with create_slot auto the slot
+// is created unless it exists (pg_receivewal --create-slot
+// --if-not-exists); otherwise START_REPLICATION reports a missing or busy
+// slot. The start position then comes from streaming/ or the server's
+// current position, never from the slot.
+func (s *session) preparePre15Slot(ctx context.Context) error {
+	if !s.r.opts.CreateSlot {
+		return nil
+	}
+	_, err := s.createSlot(ctx)
+	return err
+}
+
+// createSlot creates the missing slot when create_slot is auto.
+func (s *session) createSlot(ctx context.Context) (slotInfo, error) {
+	o := s.r.opts
 	if !o.CreateSlot {
 		return slotInfo{}, fmt.Errorf("receive-wal server %s: %w: %q (create it with receive-wal --create-slot or set create_slot = auto)",
 			o.Server, ErrSlotMissing, o.SlotName)

@@ -26,6 +26,7 @@ var allowed = map[string][]string{
 	"internal/hooks/hookstest": {},
 	"internal/durable/faultfs": {"internal/durable"},
 	"internal/archtest":        {},
+	"internal/versionmatrix":   {},
 	"catalog":                  {"wal", "internal/durable", "internal/lock"},
 	"postgres":                 {"wal"},
 	"archive":                  level2,

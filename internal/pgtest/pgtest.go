@@ -1,4 +1,7 @@
-// Package pgtest runs throwaway PostgreSQL 15 clusters for tests.
+// Package pgtest runs throwaway PostgreSQL clusters for tests: PostgreSQL 15
+// by default (Debian's postgresql-15), or another major chosen per cluster
+// with Options.Version (13, 14, 16, 17, 18 from the shared cache that
+// scripts/install-pg.sh fills).
 //
 // It is imported only by _test.go files. Every cluster is real: initdb'd
 // data directory, postmaster started with pg_ctl as the `postgres` OS user
@@ -21,6 +24,12 @@
 // uses pgtest kills the postmasters left in dead runs and deletes them, so
 // nothing accumulates in /tmp.
 //
+// Versions: Options.Version selects the server major per cluster. The
+// server binaries (initdb, pg_ctl, postgres) of a non-default major live in
+// ${CELLAR_PG_CACHE:-/var/cache/cellar-pg}/<major>/package/native/bin;
+// client tools (pgbench, pg_basebackup, pg_controldata ...) always come from
+// the PostgreSQL 15 bin directory. Templates are cached per version.
+//
 // Missing PostgreSQL binaries fail the test with install instructions; the
 // harness never skips.
 package pgtest
@@ -28,6 +37,7 @@ package pgtest
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -49,6 +59,17 @@ import (
 // DefaultBinDir is where Debian's postgresql-15 package installs the server
 // binaries. PG_BINDIR overrides it.
 const DefaultBinDir = "/usr/lib/postgresql/15/bin"
+
+// DefaultVersion is the major a cluster runs when Options.Version is 0.
+const DefaultVersion = 15
+
+// DefaultCacheDir holds the other majors' server builds (CELLAR_PG_CACHE
+// overrides it); scripts/install-pg.sh installs them.
+const DefaultCacheDir = "/var/cache/cellar-pg"
+
+// Versions returns the majors the harness can run (15 from Debian, the
+// others from the cache).
+func Versions() []int { return []int{13, 14, 15, 16, 17, 18} }
 
 // harnessVersion is part of the template cache key: bump it whenever the
 // template's initdb flags or common configuration change.
@@ -73,6 +94,10 @@ type Options struct {
 	Tablespaces int
 	// DataChecksums initdb's with --data-checksums (implies Unique).
 	DataChecksums bool
+	// Version is the PostgreSQL major to run (0 means DefaultVersion). A
+	// major whose binaries are missing fails the test naming the install
+	// command.
+	Version int
 }
 
 // Cluster is one running (or stopped) PostgreSQL cluster. Its exported fields
@@ -82,7 +107,8 @@ type Cluster struct {
 	DataDir        string   // PGDATA
 	SocketDir      string   // short Unix socket directory
 	Port           int      // TCP port on 127.0.0.1 (also the socket's port)
-	BinDir         string   // PostgreSQL binaries
+	BinDir         string   // PostgreSQL server binaries of Version
+	Version        int      // PostgreSQL major (15, 17, ...)
 	LogFile        string   // server log written by pg_ctl -l
 	ArchiveDir     string   // target of the default archive_command ("" unless Options.Archive)
 	TablespaceDirs []string // one location per Options.Tablespaces
@@ -96,11 +122,15 @@ type Cluster struct {
 
 // runEnv is what is needed to run PostgreSQL binaries as the postgres user.
 type runEnv struct {
-	binDir  string
-	cred    *syscall.Credential // nil when the test itself is not root
-	uid     int
-	gid     int
-	version string // "15.18"
+	binDir string
+	// clientDir holds the client tools (PostgreSQL 15's), used for any
+	// binary binDir lacks.
+	clientDir string
+	major     int
+	cred      *syscall.Credential // nil when the test itself is not root
+	uid       int
+	gid       int
+	version   string // "15.18"
 	// runRoot holds every directory this process creates (cluster bases,
 	// socket dirs, MkdirForPostgres dirs), so a later process can sweep
 	// what a killed or timed-out test binary left behind.
@@ -113,10 +143,23 @@ var (
 	envResult *runEnv
 	envErr    error
 
-	templateOnce sync.Once
-	templateDir  string
-	templateErr  error
+	// versions and templates are filled lazily, one entry per major.
+	versionsMu sync.Mutex
+	versionEnv = map[int]*onceEnv{}
+	templates  = map[string]*onceTemplate{}
 )
+
+type onceEnv struct {
+	once sync.Once
+	env  *runEnv
+	err  error
+}
+
+type onceTemplate struct {
+	once sync.Once
+	dir  string
+	err  error
+}
 
 // Start creates and starts a cluster, registering its teardown with
 // t.Cleanup. It fails the test (never skips) if PostgreSQL is unavailable.
@@ -135,7 +178,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 // newCluster prepares the data directory and configuration without starting.
 func newCluster(t testing.TB, opts Options) *Cluster {
 	t.Helper()
-	env := environment(t)
+	env := environmentFor(t, opts.Version)
 
 	base := env.tempDir(t, "pg")
 	sock := socketDir(t, env)
@@ -145,6 +188,7 @@ func newCluster(t testing.TB, opts Options) *Cluster {
 		DataDir:   filepath.Join(base, "data"),
 		SocketDir: sock,
 		BinDir:    env.binDir,
+		Version:   env.major,
 		LogFile:   filepath.Join(base, "postgres.log"),
 		env:       env,
 	}
@@ -240,7 +284,7 @@ func loadEnv() (*runEnv, error) {
 				"`apt-get install -y postgresql-15` or point PG_BINDIR at a PostgreSQL 15 bin directory", filepath.Join(bin, name), err)
 		}
 	}
-	e := &runEnv{binDir: bin, uid: os.Getuid(), gid: os.Getgid()}
+	e := &runEnv{binDir: bin, clientDir: bin, uid: os.Getuid(), gid: os.Getgid()}
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
@@ -255,25 +299,90 @@ func loadEnv() (*runEnv, error) {
 		e.uid, e.gid = uid, gid
 		e.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}
 	}
-	out, err := exec.Command(filepath.Join(bin, "postgres"), "-V").Output()
-	if err != nil {
-		return nil, fmt.Errorf("%s -V: %w", filepath.Join(bin, "postgres"), err)
-	}
-	// "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
-	fields := strings.Fields(string(out))
-	for i, f := range fields {
-		if f == "(PostgreSQL)" && i+1 < len(fields) {
-			e.version = fields[i+1]
-		}
-	}
-	if e.version == "" {
-		return nil, fmt.Errorf("%s -V: unexpected output %q", filepath.Join(bin, "postgres"), out)
+	var err error
+	if e.version, e.major, err = serverVersion(bin); err != nil {
+		return nil, err
 	}
 	e.sweepDeadRuns()
 	if e.runRoot, err = newRunRoot(); err != nil {
 		return nil, err
 	}
 	return e, nil
+}
+
+// serverVersion runs `postgres -V` in bin: "15.18" and 15.
+func serverVersion(bin string) (string, int, error) {
+	postgres := filepath.Join(bin, "postgres")
+	out, err := exec.Command(postgres, "-V").Output()
+	if err != nil {
+		return "", 0, fmt.Errorf("%s -V: %w", postgres, err)
+	}
+	// "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
+	fields := strings.Fields(string(out))
+	for i, f := range fields {
+		if f != "(PostgreSQL)" || i+1 >= len(fields) {
+			continue
+		}
+		v := fields[i+1]
+		major, err := strconv.Atoi(strings.SplitN(v, ".", 2)[0])
+		if err == nil {
+			return v, major, nil
+		}
+	}
+	return "", 0, fmt.Errorf("%s -V: unexpected output %q", postgres, out)
+}
+
+// CacheBinDir is where the server binaries of major live in the shared
+// cache (they may be missing).
+func CacheBinDir(major int) string {
+	cache := os.Getenv("CELLAR_PG_CACHE")
+	if cache == "" {
+		cache = DefaultCacheDir
+	}
+	return filepath.Join(cache, strconv.Itoa(major), "package", "native", "bin")
+}
+
+// environmentFor is environment for a given major (0: the default). Other
+// majors share the default's user, run root and client tools.
+func environmentFor(t testing.TB, major int) *runEnv {
+	t.Helper()
+	base := environment(t)
+	if major == 0 || major == base.major {
+		return base
+	}
+	versionsMu.Lock()
+	o := versionEnv[major]
+	if o == nil {
+		o = &onceEnv{}
+		versionEnv[major] = o
+	}
+	versionsMu.Unlock()
+	o.once.Do(func() { o.env, o.err = loadVersionEnv(base, major) })
+	if o.err != nil {
+		t.Fatalf("pgtest: %v", o.err)
+	}
+	return o.env
+}
+
+func loadVersionEnv(base *runEnv, major int) (*runEnv, error) {
+	bin := CacheBinDir(major)
+	for _, name := range []string{"initdb", "pg_ctl", "postgres"} {
+		if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
+			return nil, fmt.Errorf("PostgreSQL %d server binary %s not found (%v); install it with "+
+				"`scripts/install-pg.sh %d` from the repository root (CELLAR_PG_CACHE overrides %s)",
+				major, filepath.Join(bin, name), err, major, DefaultCacheDir)
+		}
+	}
+	version, got, err := serverVersion(bin)
+	if err != nil {
+		return nil, err
+	}
+	if got != major {
+		return nil, fmt.Errorf("%s holds PostgreSQL %s, not %d; reinstall with `scripts/install-pg.sh %d`", bin, version, major, major)
+	}
+	e := *base
+	e.binDir, e.version, e.major = bin, version, major
+	return &e, nil
 }
 
 // command builds an exec.Cmd for a PostgreSQL binary running as postgres.
@@ -283,6 +392,9 @@ func (e *runEnv) command(name string, args ...string) *exec.Cmd {
 	path := name
 	if !filepath.IsAbs(name) {
 		path = filepath.Join(e.binDir, name)
+		if _, err := os.Stat(path); err != nil {
+			path = filepath.Join(e.clientDir, name)
+		}
 	}
 	cmd := exec.Command(path, args...)
 	env := []string{"LC_ALL=C.UTF-8", "LANG=C.UTF-8", "TZ=UTC"}
@@ -389,11 +501,18 @@ func appendFile(dataDir, name string, lines []string) error {
 // exclusive flock when it does not exist yet.
 func template(t testing.TB, e *runEnv) string {
 	t.Helper()
-	templateOnce.Do(func() { templateDir, templateErr = buildTemplate(e) })
-	if templateErr != nil {
-		t.Fatalf("pgtest: template: %v", templateErr)
+	versionsMu.Lock()
+	o := templates[e.binDir]
+	if o == nil {
+		o = &onceTemplate{}
+		templates[e.binDir] = o
 	}
-	return templateDir
+	versionsMu.Unlock()
+	o.once.Do(func() { o.dir, o.err = buildTemplate(e) })
+	if o.err != nil {
+		t.Fatalf("pgtest: template (PostgreSQL %s): %v", e.version, o.err)
+	}
+	return o.dir
 }
 
 func buildTemplate(e *runEnv) (string, error) {
@@ -420,11 +539,15 @@ func buildTemplate(e *runEnv) (string, error) {
 	final := filepath.Join(root, key)
 	data := filepath.Join(final, "data")
 	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err == nil {
+		// Mark it used: the sweep below drops only templates nobody used
+		// for a day, and several majors' templates are in use at once.
+		now := time.Now()
+		_ = os.Chtimes(final, now, now)
 		return data, nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return "", err
 	}
-	// Templates of other harness/PostgreSQL versions that nobody rebuilt
+	// Templates of other harness/PostgreSQL versions that nobody used
 	// for a day are stale: drop them so the cache stays one directory.
 	if old, _ := filepath.Glob(filepath.Join(root, "pg*")); len(old) > 0 {
 		for _, dir := range old {
@@ -699,13 +822,14 @@ func (c *Cluster) WaitArchived(t testing.TB, walName string) {
 func (c *Cluster) SystemID(t testing.TB) string {
 	t.Helper()
 	if !c.Running() {
-		out := c.RunAsPostgres(t, "pg_controldata", "-D", c.DataDir)
-		for _, line := range strings.Split(out, "\n") {
-			if v, ok := strings.CutPrefix(line, "Database system identifier:"); ok {
-				return strings.TrimSpace(v)
-			}
+		// pg_controldata of 15 cannot read other majors' control files,
+		// but the system identifier is the file's first field in all of
+		// them: a little-endian uint64.
+		b, err := os.ReadFile(filepath.Join(c.DataDir, "global", "pg_control"))
+		if err != nil || len(b) < 8 {
+			t.Fatalf("pgtest: read system identifier of %s: %v (%d bytes)", c.DataDir, err, len(b))
 		}
-		t.Fatalf("pgtest: no system identifier in pg_controldata output:\n%s", out)
+		return strconv.FormatUint(binary.LittleEndian.Uint64(b[:8]), 10)
 	}
 	return c.QueryRow(t, "SELECT system_identifier FROM pg_control_system()")
 }
@@ -800,7 +924,9 @@ func (c *Cluster) Promote(t testing.TB) {
 }
 
 // NewStandby takes a base backup of c with pg_basebackup -R (streaming WAL)
-// into a new directory and starts it as a streaming standby. The standby has
+// into a new directory and starts it as a streaming standby. For a major
+// newer than the client tools it copies the cleanly stopped primary
+// instead (the primary restarts on the same port). The standby has
 // c's system identifier and is torn down at cleanup like any cluster.
 func (c *Cluster) NewStandby(t testing.TB) *Cluster {
 	t.Helper()
@@ -811,19 +937,17 @@ func (c *Cluster) NewStandby(t testing.TB) *Cluster {
 		DataDir:   filepath.Join(base, "data"),
 		SocketDir: socketDir(t, env),
 		BinDir:    c.BinDir,
+		Version:   c.Version,
 		LogFile:   filepath.Join(base, "postgres.log"),
 		Standby:   true,
 		env:       env,
 	}
 	t.Cleanup(s.teardown)
-	args := []string{"-D", s.DataDir, "-R", "-X", "stream", "-c", "fast", "--no-sync"}
-	for i, dir := range c.TablespaceDirs {
-		sdir := filepath.Join(base, fmt.Sprintf("ts%d", i+1))
-		env.mkdir(t, sdir)
-		s.TablespaceDirs = append(s.TablespaceDirs, sdir)
-		args = append(args, "-T", dir+"="+sdir)
+	if c.Version > DefaultVersion {
+		c.copyForStandby(t, s)
+	} else {
+		c.basebackupForStandby(t, s)
 	}
-	c.RunAsPostgres(t, "pg_basebackup", args...)
 	conf := []string{
 		fmt.Sprintf("unix_socket_directories = '%s'", s.SocketDir),
 		"archive_mode = off",
@@ -834,4 +958,115 @@ func (c *Cluster) NewStandby(t testing.TB) *Cluster {
 	}
 	s.Start(t)
 	return s
+}
+
+// copyForStandby makes the standby's data directory for a server newer
+// than the client tools (pg_basebackup refuses newer servers): the primary
+// stops cleanly, its data directory is copied and it starts again; the
+// copy starts from that shutdown checkpoint as a streaming standby.
+func (c *Cluster) copyForStandby(t testing.TB, s *Cluster) {
+	t.Helper()
+	if len(c.TablespaceDirs) > 0 {
+		t.Fatalf("pgtest: NewStandby of PostgreSQL %d with tablespaces is not supported (the copy would share them)", c.Version)
+	}
+	c.Stop(t)
+	if out, err := exec.Command("cp", "-a", c.DataDir, s.DataDir).CombinedOutput(); err != nil {
+		t.Fatalf("pgtest: copy %s for a standby: %v: %s", c.DataDir, err, out)
+	}
+	c.Start(t)
+	primary := fmt.Sprintf("primary_conninfo = 'host=%s port=%d user=postgres application_name=walreceiver'", c.SocketDir, c.Port)
+	if err := appendFile(s.DataDir, "postgresql.conf", []string{primary}); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	f, err := os.OpenFile(filepath.Join(s.DataDir, "standby.signal"), os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	f.Close()
+	if err := c.env.chownTree(s.DataDir); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+}
+
+// basebackupForStandby makes the standby with pg_basebackup -R.
+func (c *Cluster) basebackupForStandby(t testing.TB, s *Cluster) {
+	t.Helper()
+	env, base := c.env, s.BaseDir
+	args := []string{"-D", s.DataDir, "-R", "-X", "stream", "-c", "fast", "--no-sync"}
+	for i, dir := range c.TablespaceDirs {
+		sdir := filepath.Join(base, fmt.Sprintf("ts%d", i+1))
+		env.mkdir(t, sdir)
+		s.TablespaceDirs = append(s.TablespaceDirs, sdir)
+		args = append(args, "-T", dir+"="+sdir)
+	}
+	c.RunAsPostgres(t, "pg_basebackup", args...)
+}
+
+// StartDataDir starts a server of c's version on an existing data directory
+// (a restored backup, say), with its own socket directory and port,
+// archiving off and listening on the socket only. The tree is handed to the
+// postgres user first. It returns as soon as pg_ctl reports the postmaster
+// up (a recovery may still be running: see WaitRecovered), and the server is
+// stopped at cleanup.
+func (c *Cluster) StartDataDir(t testing.TB, dataDir string) *Cluster {
+	t.Helper()
+	env := c.env
+	r := &Cluster{
+		BaseDir:   filepath.Dir(dataDir),
+		DataDir:   dataDir,
+		SocketDir: socketDir(t, env),
+		BinDir:    c.BinDir,
+		Version:   c.Version,
+		LogFile:   filepath.Join(env.tempDir(t, "log"), "postgres.log"),
+		env:       env,
+	}
+	t.Cleanup(r.teardown)
+	if err := env.chownTree(dataDir); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	conf := []string{
+		"listen_addresses = ''",
+		fmt.Sprintf("unix_socket_directories = '%s'", r.SocketDir),
+		"archive_mode = off",
+	}
+	if err := appendFile(dataDir, "postgresql.conf", conf); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	r.Start(t)
+	return r
+}
+
+// chownTree gives a directory tree to the postgres user (data directories
+// must belong to the server's user).
+func (e *runEnv) chownTree(dir string) error {
+	if e.cred == nil {
+		return nil
+	}
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, e.uid, e.gid)
+	})
+}
+
+// WaitRecovered waits (up to 60 s) until the server has left recovery,
+// failing the test with the server log otherwise.
+func (c *Cluster) WaitRecovered(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		conn, err := pgconn.Connect(t.Context(), c.ConnString())
+		if err == nil {
+			res, qerr := conn.Exec(t.Context(), "SELECT pg_is_in_recovery()").ReadAll()
+			conn.Close(context.Background())
+			if qerr == nil && len(res) == 1 && len(res[0].Rows) == 1 && string(res[0].Rows[0][0]) == "f" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pgtest: %s still in recovery after 60 s (%v); server log:\n%s", c.DataDir, err, c.logTail())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

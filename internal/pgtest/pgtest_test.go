@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -136,7 +137,16 @@ func TestPostgresDirsAndTools(t *testing.T) {
 
 func TestStandby(t *testing.T) {
 	t.Parallel()
-	p := Start(t, Options{})
+	for _, v := range []int{15, 17} {
+		t.Run(strconv.Itoa(v), func(t *testing.T) {
+			t.Parallel()
+			testStandby(t, v)
+		})
+	}
+}
+
+func testStandby(t *testing.T, version int) {
+	p := Start(t, Options{Version: version})
 	p.Exec(t, "CREATE TABLE rep (x int); INSERT INTO rep VALUES (1)")
 	s := p.NewStandby(t)
 	if got := s.QueryRow(t, "SELECT pg_is_in_recovery()"); got != "t" {
@@ -166,5 +176,42 @@ func TestMissingBinariesMessage(t *testing.T) {
 	_, err := loadEnv()
 	if err == nil || !strings.Contains(err.Error(), "apt-get install -y postgresql-15") || !strings.Contains(err.Error(), "PG_BINDIR") {
 		t.Errorf("loadEnv without binaries = %v", err)
+	}
+}
+
+// Every major the harness offers starts, reports its version, keeps data
+// across a restart and reads its system identifier with the server stopped.
+func TestVersions(t *testing.T) {
+	t.Parallel()
+	for _, v := range Versions() {
+		t.Run(strconv.Itoa(v), func(t *testing.T) {
+			t.Parallel()
+			c := Start(t, Options{Version: v})
+			if c.Version != v {
+				t.Errorf("Cluster.Version = %d, want %d", c.Version, v)
+			}
+			if got := c.QueryRow(t, "SELECT current_setting('server_version_num')::int / 10000"); got != strconv.Itoa(v) {
+				t.Errorf("server major = %s, want %d", got, v)
+			}
+			c.Exec(t, "CREATE TABLE persist (x int); INSERT INTO persist VALUES (42)")
+			sysid := c.SystemID(t)
+			c.Stop(t)
+			if got := c.SystemID(t); got != sysid {
+				t.Errorf("SystemID from pg_control = %q, from SQL %q", got, sysid)
+			}
+			c.Start(t)
+			if got := c.QueryRow(t, "SELECT x FROM persist"); got != "42" {
+				t.Errorf("after restart: x = %q, want 42", got)
+			}
+		})
+	}
+}
+
+// A major missing from the cache fails with the install command to run.
+func TestMissingVersionMessage(t *testing.T) {
+	t.Setenv("CELLAR_PG_CACHE", t.TempDir())
+	_, err := loadVersionEnv(&runEnv{}, 17)
+	if err == nil || !strings.Contains(err.Error(), "scripts/install-pg.sh 17") || !strings.Contains(err.Error(), "PostgreSQL 17") {
+		t.Errorf("loadVersionEnv without binaries = %v", err)
 	}
 }
