@@ -10,10 +10,11 @@ import (
 )
 
 // encodeIncremental builds an INCREMENTAL file the way the server lays it
-// out; data(i) is the content of the i-th listed block.
-func encodeIncremental(order binary.ByteOrder, trunc uint32, blocks []uint32, data func(i int) []byte) []byte {
+// out; data(i) is the content of the i-th listed block (nil data: the
+// header alone).
+func encodeIncremental(order binary.AppendByteOrder, trunc uint32, blocks []uint32, data func(i int) []byte) []byte {
 	var buf bytes.Buffer
-	w := func(v uint32) { _ = binary.Write(&buf, order, v) }
+	w := func(v uint32) { buf.Write(order.AppendUint32(nil, v)) }
 	w(Magic)
 	w(uint32(len(blocks)))
 	w(trunc)
@@ -26,7 +27,9 @@ func encodeIncremental(order binary.ByteOrder, trunc uint32, blocks []uint32, da
 		}
 	}
 	for i := range blocks {
-		buf.Write(data(i))
+		if data != nil {
+			buf.Write(data(i))
+		}
 	}
 	return buf.Bytes()
 }
@@ -60,13 +63,17 @@ func TestHeaderLayout(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			raw := encodeIncremental(binary.LittleEndian, tt.trunc, tt.blocks, pagesOf(1, tt.blocks))
-			h, err := ReadHeaderAt(bytes.NewReader(raw), int64(len(raw)), "f")
+			raw := encodeIncremental(binary.LittleEndian, tt.trunc, tt.blocks, nil)
+			r := bytes.NewReader(raw)
+			h, err := ReadHeader(r, "f")
 			if err != nil {
 				t.Fatal(err)
 			}
-			if h.Len() != tt.wantLen || h.OutputBlocks() != tt.wantOut || h.FileSize() != tt.wantSize || int64(len(raw)) != tt.wantSize {
-				t.Errorf("Len %d OutputBlocks %d FileSize %d (raw %d), want %d %d %d", h.Len(), h.OutputBlocks(), h.FileSize(), len(raw), tt.wantLen, tt.wantOut, tt.wantSize)
+			if r.Len() != 0 {
+				t.Errorf("ReadHeader left %d header bytes unread", r.Len())
+			}
+			if h.Len() != tt.wantLen || h.OutputBlocks() != tt.wantOut || h.FileSize() != tt.wantSize || int64(len(raw)) != tt.wantLen {
+				t.Errorf("Len %d OutputBlocks %d FileSize %d (header bytes %d), want %d %d %d", h.Len(), h.OutputBlocks(), h.FileSize(), len(raw), tt.wantLen, tt.wantOut, tt.wantSize)
 			}
 		})
 	}
@@ -81,14 +88,14 @@ func seq(from, n uint32) []uint32 {
 }
 
 func TestReaderStreamsBlocks(t *testing.T) {
-	for _, order := range []binary.ByteOrder{binary.LittleEndian, binary.BigEndian} {
+	for _, order := range []binary.AppendByteOrder{binary.LittleEndian, binary.BigEndian} {
 		blocks := []uint32{1, 4, 9}
 		raw := encodeIncremental(order, 6, blocks, pagesOf(7, blocks))
 		r, err := NewReader(bytes.NewReader(raw), "base/5/INCREMENTAL.16384")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Header().TruncationBlocks != 6 || r.Header().Order != order {
+		if r.Header().TruncationBlocks != 6 || r.Header().Order.String() != order.String() {
 			t.Fatalf("header %+v", r.Header())
 		}
 		for _, want := range blocks {
