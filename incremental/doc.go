@@ -6,13 +6,16 @@
 //
 // The pieces, in the order a restore uses them:
 //
-//   - ParseManifest reads each backup's backup_manifest.
+//   - ParseManifest reads each backup's backup_manifest, ParseLabel its
+//     backup_label; CheckLabels checks that each backup was taken
+//     incrementally from the one before it.
 //   - NewPlan takes the chain's manifests, oldest (the full backup) first,
 //     checks that they belong together, and says for every path of the
 //     newest backup whether it is copied from one backup or reconstructed
 //     from a range of backups; paths only older backups hold (dropped
-//     databases, removed or truncated-away relation segments) are Absent
-//     and must not be restored.
+//     databases, removed or truncated-away relation segments) are
+//     ActionAbsent and must not be restored. backup_label is written as
+//     FullLabel of the newest one.
 //   - For a reconstructed path the caller opens one Source per backup of the
 //     step's range (the file itself in the oldest, INCREMENTAL.<name> in the
 //     others) and calls Reconstruct, which writes the rebuilt file to an
