@@ -9,7 +9,6 @@ import (
 	"io"
 	"path"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/cellar-backup/cellar/wal"
 )
@@ -189,9 +188,6 @@ func (f rawFile) path(name string, i int) (string, error) {
 	}
 	if p == "" || path.IsAbs(p) || path.Clean(p) != p || p == ".." || strings.HasPrefix(p, "../") || strings.ContainsRune(p, 0) {
 		return "", corruptManifest(name, "file entry %d: unsafe path %q", i, p)
-	}
-	if !utf8.ValidString(p) && f.Path != nil {
-		return "", corruptManifest(name, "file entry %d: path is not UTF-8", i)
 	}
 	return p, nil
 }

@@ -135,7 +135,8 @@ func planFile(manifests []*Manifest, f ManifestFile) (Step, error) {
 	full, incr := ParseName(f.Path)
 	switch {
 	case !incr && f.Path == "backup_label":
-		return Step{Path: f.Path, Action: ActionRewriteLabel, From: newest, To: newest, Size: f.Size}, nil
+		return Step{Path: f.Path, Action: ActionRewriteLabel, From: newest, To: newest,
+			Sources: []Source{{Name: sourceName(manifests[newest], f.Path), Size: f.Size}}, Size: f.Size}, nil
 	case !incr:
 		return Step{Path: f.Path, Action: ActionCopy, From: newest, To: newest,
 			Sources: []Source{{Name: sourceName(manifests[newest], f.Path), Size: f.Size}},

@@ -199,7 +199,7 @@ func TestPlanDecidesPerPath(t *testing.T) {
 	}
 	want := []string{
 		"PG_VERSION copy 2..2 [PG_VERSION]",
-		"backup_label rewrite-label 2..2 []",
+		"backup_label rewrite-label 2..2 [backup_label]",
 		"base/5/100 reconstruct 0..2 [base/5/100 base/5/INCREMENTAL.100 base/5/INCREMENTAL.100]",
 		"base/5/100.1 absent 0..0 []",
 		"base/5/200 reconstruct 1..2 [base/5/200 base/5/INCREMENTAL.200]",

@@ -292,3 +292,19 @@ func readRun(s Source, data []byte, off int64) error {
 	}
 	return fmt.Errorf("read %s at offset %d: %w", s.Name, off, err)
 }
+
+// SeekReaderAt adapts an io.ReadSeeker (a seekable decompressor, a ranged
+// object reader ...) to the io.ReaderAt of Source.R. It is not safe for
+// concurrent use, which Reconstruct does not need: it reads each source
+// from one goroutine, at increasing offsets.
+type SeekReaderAt struct {
+	RS io.ReadSeeker
+}
+
+// ReadAt seeks to off and reads len(p) bytes.
+func (s SeekReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if _, err := s.RS.Seek(off, io.SeekStart); err != nil {
+		return 0, err
+	}
+	return io.ReadFull(s.RS, p)
+}

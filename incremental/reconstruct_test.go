@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -274,5 +275,19 @@ func TestChecksummerAlgorithms(t *testing.T) {
 		if err != nil || c.Sum() == "" {
 			t.Errorf("%s: %v", alg, err)
 		}
+	}
+}
+
+func TestReconstructFromSeekers(t *testing.T) {
+	sources := []Source{fullSrc("full", 'A', 3), incrSrc("i1", 'B', 3, 1)}
+	for i := range sources {
+		sources[i].R = SeekReaderAt{RS: io.NewSectionReader(sources[i].R, 0, sources[i].Size)}
+	}
+	var out bytes.Buffer
+	if _, err := Reconstruct(t.Context(), &out, sources, ""); err != nil {
+		t.Fatal(err)
+	}
+	if want := expect('A', 'B', 'A'); !bytes.Equal(out.Bytes(), want) {
+		t.Fatalf("got [%s], want [%s]", tagsOf(out.Bytes()), tagsOf(want))
 	}
 }
