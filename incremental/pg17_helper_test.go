@@ -216,21 +216,30 @@ func (p *pg17) baseBackup(t *testing.T, name string, parent *takenBackup, withWA
 	if err != nil {
 		t.Fatalf("BASE_BACKUP %s: %v", name, err)
 	}
-	archive, manifest := receiveBackup(t, conn)
+	archive, err := os.CreateTemp(t.TempDir(), name+"-*.tar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer archive.Close()
+	manifest := receiveBackup(t, conn, archive)
 	if _, err := pglogrepl.FinishBaseBackup(ctx, conn); err != nil {
 		t.Fatalf("finish BASE_BACKUP %s: %v", name, err)
 	}
 	b := &takenBackup{name: name, files: map[string][]byte{}, manifest: manifest}
+	if _, err := archive.Seek(0, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
 	b.untar(t, archive)
 	return b
 }
 
-// receiveBackup demultiplexes the single CopyOut of PostgreSQL 15+:
-// 'n' starts an archive, 'd' is data, 'm' starts the manifest.
-func receiveBackup(t *testing.T, conn *pgconn.PgConn) (archive, manifest []byte) {
+// receiveBackup demultiplexes the single CopyOut of PostgreSQL 15+ ('n'
+// starts an archive, 'd' is data, 'm' starts the manifest), writing the
+// archive to a file rather than a growing buffer: cheaper under -race.
+func receiveBackup(t *testing.T, conn *pgconn.PgConn, archive io.Writer) (manifest []byte) {
 	t.Helper()
-	var tarBuf, manBuf bytes.Buffer
-	var cur *bytes.Buffer
+	var manBuf bytes.Buffer
+	var cur io.Writer
 	for {
 		msg, err := conn.ReceiveMessage(t.Context())
 		if err != nil {
@@ -239,9 +248,9 @@ func receiveBackup(t *testing.T, conn *pgconn.PgConn) (archive, manifest []byte)
 		switch m := msg.(type) {
 		case *pgproto3.CopyOutResponse:
 		case *pgproto3.CopyData:
-			cur = demux(t, m.Data, cur, &tarBuf, &manBuf)
+			cur = demux(t, m.Data, cur, archive, &manBuf)
 		case *pgproto3.CopyDone:
-			return tarBuf.Bytes(), manBuf.Bytes()
+			return manBuf.Bytes()
 		case *pgproto3.ErrorResponse:
 			t.Fatalf("base backup: %s", m.Message)
 		case *pgproto3.NoticeResponse:
@@ -251,7 +260,7 @@ func receiveBackup(t *testing.T, conn *pgconn.PgConn) (archive, manifest []byte)
 	}
 }
 
-func demux(t *testing.T, data []byte, cur, tarBuf, manBuf *bytes.Buffer) *bytes.Buffer {
+func demux(t *testing.T, data []byte, cur, archive, manifest io.Writer) io.Writer {
 	t.Helper()
 	if len(data) == 0 {
 		t.Fatal("empty CopyData")
@@ -261,18 +270,23 @@ func demux(t *testing.T, data []byte, cur, tarBuf, manBuf *bytes.Buffer) *bytes.
 		if !bytes.HasPrefix(data[1:], []byte("base.tar\x00")) {
 			t.Fatalf("unexpected archive %q (no tablespaces in this test)", data[1:])
 		}
-		return tarBuf
+		return archive
 	case 'm':
-		return manBuf
+		return manifest
 	case 'd':
-		cur.Write(data[1:])
+		if cur == nil {
+			t.Fatal("base backup data before any archive")
+		}
+		if _, err := cur.Write(data[1:]); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return cur
 }
 
-func (b *takenBackup) untar(t *testing.T, archive []byte) {
+func (b *takenBackup) untar(t *testing.T, archive io.Reader) {
 	t.Helper()
-	tr := tar.NewReader(bytes.NewReader(archive))
+	tr := tar.NewReader(archive)
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -286,8 +300,8 @@ func (b *takenBackup) untar(t *testing.T, archive []byte) {
 		case tar.TypeDir:
 			b.dirs = append(b.dirs, name)
 		case tar.TypeReg:
-			data, err := io.ReadAll(tr)
-			if err != nil {
+			data := make([]byte, h.Size)
+			if _, err := io.ReadFull(tr, data); err != nil {
 				t.Fatal(err)
 			}
 			b.files[name] = data

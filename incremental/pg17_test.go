@@ -207,13 +207,7 @@ func restoreStep(t *testing.T, chain []*takenBackup, manifests []*Manifest, step
 		writeFile(t, out, FullLabel(chain[step.To].files["backup_label"]))
 		return
 	}
-	sources := openSources(t, chain, step)
-	var buf bytes.Buffer
-	res, err := Reconstruct(t.Context(), &buf, sources, manifests[step.To].Files[0].Algorithm)
-	if err != nil {
-		t.Fatalf("%s: %v", step.Path, err)
-	}
-	writeFile(t, out, buf.Bytes())
+	res := reconstructTo(t, out, openSources(t, chain, step), manifests[step.To].Files[0].Algorithm)
 	if step.Action == ActionCopy {
 		st.copied++
 		if res.Checksum != step.Checksum || res.Size != step.Size {
@@ -228,6 +222,22 @@ func restoreStep(t *testing.T, chain []*takenBackup, manifests []*Manifest, step
 		st.blocksFromIncrements += n
 	}
 	checkUnchanged(t, manifests[step.From], step, res)
+}
+
+func reconstructTo(t *testing.T, path string, sources []Source, alg string) Result {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Reconstruct(t.Context(), f, sources, alg)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return res
 }
 
 // checkUnchanged: a reconstructed file made only of its full copy's blocks
