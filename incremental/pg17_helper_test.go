@@ -1,10 +1,8 @@
 package incremental
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -186,13 +184,27 @@ func (p *pg17) exec(t *testing.T, db string, sqls ...string) {
 	}
 }
 
-// takenBackup is one BASE_BACKUP: the members of its base.tar and its
+// takenBackup is one BASE_BACKUP: its base.tar on disk, indexed, and its
 // manifest.
 type takenBackup struct {
 	name     string
-	files    map[string][]byte // regular files by path
-	dirs     []string
+	archive  *os.File
+	idx      *TarIndex
 	manifest []byte
+}
+
+// read returns a member's content.
+func (b *takenBackup) read(t *testing.T, member string) []byte {
+	t.Helper()
+	sec, ok := b.idx.Section(b.archive, member)
+	if !ok {
+		t.Fatalf("%s has no %s", b.name, member)
+	}
+	data, err := io.ReadAll(sec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
 
 // baseBackup takes a tar-format backup over the replication protocol; with
@@ -220,17 +232,16 @@ func (p *pg17) baseBackup(t *testing.T, name string, parent *takenBackup, withWA
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer archive.Close()
+	t.Cleanup(func() { _ = archive.Close() })
 	manifest := receiveBackup(t, conn, archive)
 	if _, err := pglogrepl.FinishBaseBackup(ctx, conn); err != nil {
 		t.Fatalf("finish BASE_BACKUP %s: %v", name, err)
 	}
-	b := &takenBackup{name: name, files: map[string][]byte{}, manifest: manifest}
-	if _, err := archive.Seek(0, io.SeekStart); err != nil {
+	idx, err := IndexTar(io.NewSectionReader(archive, 0, 1<<62), archive.Name())
+	if err != nil {
 		t.Fatal(err)
 	}
-	b.untar(t, archive)
-	return b
+	return &takenBackup{name: name, archive: archive, idx: idx, manifest: manifest}
 }
 
 // receiveBackup demultiplexes the single CopyOut of PostgreSQL 15+ ('n'
@@ -282,29 +293,4 @@ func demux(t *testing.T, data []byte, cur, archive, manifest io.Writer) io.Write
 		}
 	}
 	return cur
-}
-
-func (b *takenBackup) untar(t *testing.T, archive io.Reader) {
-	t.Helper()
-	tr := tar.NewReader(archive)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := strings.TrimSuffix(h.Name, "/")
-		switch h.Typeflag {
-		case tar.TypeDir:
-			b.dirs = append(b.dirs, name)
-		case tar.TypeReg:
-			data := make([]byte, h.Size)
-			if _, err := io.ReadFull(tr, data); err != nil {
-				t.Fatal(err)
-			}
-			b.files[name] = data
-		}
-	}
 }

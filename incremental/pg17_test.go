@@ -153,7 +153,7 @@ func planChain(t *testing.T, chain []*takenBackup) ([]*Manifest, *Plan) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l, err := ParseLabel(b.files["backup_label"], b.name)
+		l, err := ParseLabel(b.read(t, "backup_label"), b.name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -179,7 +179,7 @@ type restoreStats struct {
 func restoreChain(t *testing.T, chain []*takenBackup, manifests []*Manifest, plan *Plan, dir string) restoreStats {
 	t.Helper()
 	newest := chain[len(chain)-1]
-	for _, d := range append([]string{"."}, newest.dirs...) {
+	for _, d := range append([]string{"."}, newest.idx.Dirs...) {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -188,9 +188,9 @@ func restoreChain(t *testing.T, chain []*takenBackup, manifests []*Manifest, pla
 	for _, step := range plan.Steps {
 		restoreStep(t, chain, manifests, step, dir, &st)
 	}
-	for name, data := range newest.files {
+	for name := range newest.idx.Files {
 		if strings.HasPrefix(name, "pg_wal/") {
-			writeFile(t, filepath.Join(dir, name), data)
+			writeFile(t, filepath.Join(dir, name), newest.read(t, name))
 		}
 	}
 	return st
@@ -204,7 +204,7 @@ func restoreStep(t *testing.T, chain []*takenBackup, manifests []*Manifest, step
 		st.absent++
 		return
 	case ActionRewriteLabel:
-		writeFile(t, out, FullLabel(chain[step.To].files["backup_label"]))
+		writeFile(t, out, FullLabel(chain[step.To].read(t, "backup_label")))
 		return
 	}
 	res := reconstructTo(t, out, openSources(t, chain, step), manifests[step.To].Files[0].Algorithm)
@@ -256,11 +256,12 @@ func openSources(t *testing.T, chain []*takenBackup, step Step) []Source {
 	t.Helper()
 	sources := slices.Clone(step.Sources)
 	for i, p := range step.SourcePaths() {
-		data, ok := chain[step.From+i].files[p]
+		b := chain[step.From+i]
+		sec, ok := b.idx.Section(b.archive, p)
 		if !ok {
-			t.Fatalf("%s: %s missing from the tar of %s", step.Path, p, chain[step.From+i].name)
+			t.Fatalf("%s: %s missing from the tar of %s", step.Path, p, b.name)
 		}
-		sources[i].R = bytes.NewReader(data)
+		sources[i].R = sec
 	}
 	return sources
 }
@@ -295,7 +296,7 @@ func checkAbsent(t *testing.T, plan *Plan, full *takenBackup) {
 		planned[s.Path] = s.Action
 	}
 	gone := 0
-	for p := range full.files {
+	for p := range full.idx.Files {
 		if a, ok := planned[p]; !ok || a == ActionAbsent {
 			if !ok {
 				t.Errorf("%s of the full backup is not in the plan", p)
@@ -312,7 +313,7 @@ func checkMissingParent(t *testing.T, chain []*takenBackup, manifests []*Manifes
 	skip := []*Manifest{manifests[0], manifests[2]}
 	var labels []Label
 	for _, b := range []*takenBackup{chain[0], chain[2]} {
-		l, err := ParseLabel(b.files["backup_label"], b.name)
+		l, err := ParseLabel(b.read(t, "backup_label"), b.name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -337,7 +338,7 @@ func checkCorruptParent(t *testing.T, chain []*takenBackup, plan *Plan) {
 	}
 	step := plan.Steps[i]
 	sources := openSources(t, chain, step)
-	parent := chain[1].files[step.SourcePaths()[1]]
+	parent := chain[1].read(t, step.SourcePaths()[1])
 	damaged := slices.Clone(parent)
 	damaged[0] ^= 0xff
 	sources[1].R = bytes.NewReader(damaged)
