@@ -17,9 +17,11 @@
 //     ActionAbsent and must not be restored. backup_label is written as
 //     FullLabel of the newest one.
 //   - For a reconstructed path the caller opens one Source per backup of the
-//     step's range (the file itself in the oldest, INCREMENTAL.<name> in the
-//     others) and calls Reconstruct, which writes the rebuilt file to an
-//     io.Writer and returns its size and manifest checksum.
+//     step's range (Step.SourcePaths: the file itself in the oldest,
+//     INCREMENTAL.<name> in the others) and calls Reconstruct, which writes
+//     the rebuilt file to an io.Writer and returns its size and manifest
+//     checksum. For backups stored as uncompressed tar files, IndexTar
+//     gives each member as an io.SectionReader without extracting it.
 //
 // A backup taker that receives INCREMENTAL.* tar members can check them on
 // the fly with NewReader, which reads the header and then one block at a
