@@ -125,7 +125,7 @@ func TestReconstructPicksBlocks(t *testing.T) {
 // only below the newest truncation length.
 func TestReconstructMatchesModel(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	for trial := range 100 {
+	for trial := range 50 {
 		sources, want := randomChain(rng)
 		var out bytes.Buffer
 		res, err := Reconstruct(t.Context(), &out, sources, "sha256")
