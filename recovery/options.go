@@ -31,6 +31,10 @@ var (
 	ErrInvalidOptions = errors.New("invalid recovery options")
 	// ErrMissingWAL: a WAL file recovery needs is not in the archive.
 	ErrMissingWAL = errors.New("required WAL file missing from the archive")
+	// ErrBackupDamaged: a file of the backup is missing or does not match
+	// its size or checksum in backup_manifest (or the manifest itself is
+	// damaged).
+	ErrBackupDamaged = errors.New("backup is damaged")
 )
 
 // Target is the point recovery stops at. At most one of Time, XID, LSN,

@@ -1,0 +1,192 @@
+package recovery
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/cellar-backup/cellar/catalog"
+)
+
+// damage is one way a stored data file goes bad, with the word the error
+// must use to say what was wrong.
+type damage struct {
+	name  string
+	apply func(t *testing.T, data []byte) []byte // nil result: delete the file
+	what  string
+}
+
+var damages = []damage{
+	{"truncated-half", func(t *testing.T, d []byte) []byte { return d[:len(d)/2] }, "size"},
+	{"deleted", func(t *testing.T, d []byte) []byte { return nil }, "missing"},
+	{"byte-flipped", func(t *testing.T, d []byte) []byte {
+		d = bytes.Clone(d)
+		d[len(d)/2+100] ^= 0x40
+		return d
+	}, "checksum"},
+}
+
+// damagePlain applies dmg to the file rel of a plain backup.
+func damagePlain(t *testing.T, f *fixture, id, rel string, dmg damage) {
+	t.Helper()
+	p := filepath.Join(f.layout.BackupDataDir(id), filepath.FromSlash(rel))
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := dmg.apply(t, data)
+	if out == nil {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if err := os.WriteFile(p, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// damageTarZstd rewrites base.tar.zst of a tar backup with dmg applied to
+// member rel (left out when dmg deletes it).
+func damageTarZstd(t *testing.T, f *fixture, id, rel string, dmg damage) {
+	t.Helper()
+	p := filepath.Join(f.layout.BackupDataDir(id), "base.tar.zst")
+	in, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	zr, err := zstd.NewReader(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	var buf bytes.Buffer
+	zw, err := zstd.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, tw := tar.NewReader(zr), tar.NewWriter(zw)
+	found := false
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.TrimPrefix(h.Name, "./") == rel {
+			found = true
+			if data = dmg.apply(t, data); data == nil {
+				continue
+			}
+			h.Size = int64(len(data))
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !found {
+		t.Fatalf("%s has no member %s", p, rel)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// damageFixture is a source cluster with one table big enough to span
+// several pages, the table's file (relative to PGDATA) and its contents.
+type damageFixture struct {
+	*fixture
+	rel  string
+	want state
+	next time.Time // next free backup id time
+}
+
+func newDamageFixture(t *testing.T) *damageFixture {
+	t.Helper()
+	f := newFixture(t, 0)
+	f.src.Exec(t, "CREATE TABLE t (id serial PRIMARY KEY, v text); INSERT INTO t (v) SELECT md5(g::text) FROM generate_series(1,3000) g; CHECKPOINT")
+	return &damageFixture{fixture: f, rel: f.q(t, "SELECT pg_relation_filepath('t')"), want: f.state(t), next: time.Now()}
+}
+
+// backup takes a plain (or, with tarArgs, tar) backup under a fresh id.
+func (d *damageFixture) backup(t *testing.T, tarArgs ...string) *catalog.BackupInfo {
+	t.Helper()
+	d.next = d.next.Add(time.Second)
+	return d.takeBackup(t, catalog.NewBackupID(d.next), tarArgs...)
+}
+
+// TestRecoverRefusesDamagedBackup: a DONE backup whose data file was cut,
+// deleted or had one byte flipped must not restore "successfully"; the
+// error names the file (relative to PGDATA) and what is wrong with it. An
+// intact backup restores and PostgreSQL serves the same data.
+func TestRecoverRefusesDamagedBackup(t *testing.T) {
+	d := newDamageFixture(t)
+	intact := d.backup(t)
+	plain := make([]*catalog.BackupInfo, len(damages))
+	for i := range damages {
+		plain[i] = d.backup(t)
+		damagePlain(t, d.fixture, plain[i].ID, d.rel, damages[i])
+	}
+	tarred := d.backup(t, "-Ft", "--compress=client-zstd")
+	damageTarZstd(t, d.fixture, tarred.ID, d.rel, damages[2])
+	d.switchAndSync(t)
+
+	t.Run("intact", func(t *testing.T) {
+		t.Parallel()
+		opts := Options{Layout: d.layout, Backup: intact, Dest: destDir(t), Target: Target{Immediate: true, Action: "promote"}}
+		res, _ := restoreAndCheck(t, d.fixture, opts, d.want, true)
+		for _, w := range res.Warnings {
+			if strings.Contains(w, "verif") {
+				t.Errorf("intact backup restored with warning %q", w)
+			}
+		}
+	})
+	check := func(t *testing.T, b *catalog.BackupInfo, what string) {
+		t.Helper()
+		opts := Options{Layout: d.layout, Backup: b, Dest: destDir(t), Target: Target{Immediate: true, Action: "promote"}}
+		_, err := Recover(t.Context(), opts)
+		if err == nil {
+			t.Fatalf("restore of damaged backup %s succeeded", b.ID)
+		}
+		if !errors.Is(err, ErrBackupDamaged) || !strings.Contains(err.Error(), d.rel) || !strings.Contains(err.Error(), what) {
+			t.Fatalf("error %q: want ErrBackupDamaged naming %s and saying %q", err, d.rel, what)
+		}
+		if _, serr := os.Stat(filepath.Join(opts.Dest, RecoverInfoFile)); serr == nil {
+			t.Fatalf("failed restore left %s, the mark of a complete restore", RecoverInfoFile)
+		}
+	}
+	for i, dmg := range damages {
+		t.Run("plain-"+dmg.name, func(t *testing.T) {
+			t.Parallel()
+			check(t, plain[i], dmg.what)
+		})
+	}
+	t.Run("tar-zstd-"+damages[2].name, func(t *testing.T) {
+		t.Parallel()
+		check(t, tarred, damages[2].what)
+	})
+}
