@@ -72,7 +72,10 @@ type restorer struct {
 	backup   *catalog.BackupInfo
 	sink     sink
 	manifest manifest
+	check    *checker
+	trees    []source
 	dest     string
+	warnings []string
 
 	mu          sync.Mutex
 	intercepted map[string][]byte
@@ -235,6 +238,10 @@ func recoverBackup(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.trees = sources
+	if err := r.loadManifest(); err != nil {
+		return nil, err
+	}
 	roots := []string{dest}
 	for _, s := range sources {
 		if s.oid != 0 {
@@ -289,12 +296,11 @@ func recoverBackup(ctx context.Context, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	if opts.DeltaRestore {
-		r.manifest = r.loadManifest(sources)
-	}
-
 	r.progress("restoring backup %s into %s", b.ID, dest)
 	if err = r.copySources(ctx, sources); err != nil {
+		return nil, err
+	}
+	if err = r.check.missing(r.restores); err != nil {
 		return nil, err
 	}
 	if err = r.tablespaceLinks(sources); err != nil {
@@ -381,6 +387,7 @@ func recoverBackup(ctx context.Context, opts Options) (*Result, error) {
 	res.Bytes = r.bytes.Load()
 	res.Unchanged = int(r.unchanged.Load())
 	res.Duration = time.Since(start)
+	res.Warnings = append(r.warnings, res.Warnings...)
 	for _, w := range res.Warnings {
 		logger.Warn(w, "backup", b.ID)
 	}
@@ -473,8 +480,8 @@ func (r *restorer) prepareLocal(roots []string) error {
 				ErrDestinationNotEmpty, root, len(entries), entries[0].Name())
 		}
 		if r.opts.DeltaRestore && root == r.dest {
-			if _, err := os.Stat(filepath.Join(root, "postmaster.pid")); err == nil {
-				return fmt.Errorf("%w: %s/postmaster.pid exists: stop PostgreSQL before a delta restore", ErrInvalidOptions, root)
+			if err := unmarkComplete(root); err != nil {
+				return err
 			}
 		}
 		if root == r.dest && os.Geteuid() == 0 {
@@ -501,6 +508,27 @@ func (r *restorer) prepareLocal(roots []string) error {
 	return nil
 }
 
+// unmarkComplete prepares a delta restore into dir: PostgreSQL must be
+// stopped, and the mark of the previous complete restore goes (durably)
+// before any file changes, so that a delta restore that fails or is killed
+// half-way never leaves a directory that looks completely restored.
+func unmarkComplete(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, "postmaster.pid")); err == nil {
+		return fmt.Errorf("%w: %s/postmaster.pid exists: stop PostgreSQL before a delta restore", ErrInvalidOptions, dir)
+	}
+	err := os.Remove(filepath.Join(dir, RecoverInfoFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("delta restore: %w", err)
+	}
+	if err := durable.SyncDir(dir); err != nil {
+		return fmt.Errorf("delta restore: %w", err)
+	}
+	return nil
+}
+
 func (r *restorer) checkRemoteEmpty(ctx context.Context, roots []string) error {
 	for _, root := range roots {
 		out, err := runSSH(ctx, r.opts.RemoteSSHCommand, "ls -A "+shellQuote(root)+" 2>/dev/null | head -n 1; true")
@@ -514,30 +542,55 @@ func (r *restorer) checkRemoteEmpty(ctx context.Context, roots []string) error {
 	return nil
 }
 
-// loadManifest reads the backup's manifest for delta comparisons; without
-// one, files are compared byte by byte.
-func (r *restorer) loadManifest(sources []source) manifest {
-	var cands []string
+// manifestPath is where the backup keeps its backup_manifest: in the
+// PGDATA copy (plain) or next to base.tar.
+func manifestPath(sources []source) string {
 	for _, s := range sources {
 		if s.oid != 0 {
 			continue
 		}
 		if s.plainDir != "" {
-			cands = append(cands, filepath.Join(s.plainDir, "backup_manifest"))
-		} else {
-			cands = append(cands, filepath.Join(filepath.Dir(s.tarPath), "backup_manifest"))
+			return filepath.Join(s.plainDir, ManifestName)
 		}
+		return filepath.Join(filepath.Dir(s.tarPath), ManifestName)
 	}
-	for _, c := range cands {
-		m, err := loadManifest(c)
-		if err == nil {
-			return m
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			r.log.Warn("backup manifest unreadable, comparing file contents instead", "error", err)
-		}
+	return ""
+}
+
+// loadManifest reads the backup's manifest, which every restored file is
+// checked against. A backup without one (an rsync backup) is restored
+// with a warning that it could not be verified; a damaged one is refused.
+func (r *restorer) loadManifest() error {
+	p := manifestPath(r.trees)
+	m, err := loadManifest(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		r.warnings = append(r.warnings, fmt.Sprintf("backup %s has no %s: its files could NOT be verified while restoring", r.backup.ID, ManifestName))
+	case err != nil:
+		return fmt.Errorf("backup %s: %w", r.backup.ID, err)
+	case !m.hasChecksums():
+		r.warnings = append(r.warnings, fmt.Sprintf("backup %s: %s has no checksums: only file sizes were verified", r.backup.ID, ManifestName))
 	}
+	r.manifest = m
+	r.check = newChecker(r.backup.ID, m)
 	return nil
+}
+
+// restores reports whether the restore writes the manifest file key (files
+// a restore leaves out, such as WAL in pg_wal, are not missing).
+func (r *restorer) restores(key string) bool {
+	if rest, ok := strings.CutPrefix(key, "pg_tblspc/"); ok {
+		oid, rel, _ := strings.Cut(rest, "/")
+		for _, s := range r.trees {
+			if s.oid != 0 && strconv.FormatUint(uint64(s.oid), 10) == oid {
+				_, _, _, skip := r.target(s, rel)
+				return !skip
+			}
+		}
+		return true
+	}
+	_, _, _, skip := r.target(r.trees[0], key)
+	return !skip
 }
 
 // target maps a path inside a source tree to its destination and manifest
@@ -571,9 +624,21 @@ func (r *restorer) target(s source, rel string) (dest, key string, intercept, sk
 	return filepath.Join(s.dest, rel), rel, false, false
 }
 
+// writeFile restores one file, checking it against the manifest on the
+// way (the sink sees the bytes as they are hashed; nothing is read back).
 func (r *restorer) writeFile(dest, key string, size int64, rd io.Reader) error {
+	cr, err := r.check.start(key, size, rd)
+	if err != nil {
+		return err
+	}
+	if cr.want != nil {
+		rd = cr
+	}
 	wrote, err := r.sink.file(dest, size, rd, r.manifest[key])
 	if err != nil {
+		return err
+	}
+	if err := cr.done(); err != nil {
 		return err
 	}
 	if wrote {
@@ -596,11 +661,20 @@ func (r *restorer) copySources(ctx context.Context, sources []source) error {
 			continue
 		}
 		if err := r.walkPlain(gctx, g, s); err != nil {
-			_ = g.Wait()
-			return err
+			return firstCause(err, g.Wait())
 		}
 	}
 	return g.Wait()
+}
+
+// firstCause picks the error that stopped a walk feeding an errgroup: when
+// a copy task failed, the walk only saw the group's context cancelled, and
+// the task's error (the first one the group got) is the real cause.
+func firstCause(walkErr, groupErr error) error {
+	if groupErr != nil && errors.Is(walkErr, context.Canceled) {
+		return groupErr
+	}
+	return walkErr
 }
 
 func (r *restorer) walkPlain(ctx context.Context, g *errgroup.Group, s source) error {
@@ -642,6 +716,9 @@ func (r *restorer) walkPlain(ctx context.Context, g *errgroup.Group, s source) e
 				data, err := os.ReadFile(p)
 				if err != nil {
 					return fmt.Errorf("backup %s: %w", r.backup.ID, err)
+				}
+				if err := r.check.data(key, data); err != nil {
+					return err
 				}
 				r.mu.Lock()
 				r.intercepted[rel] = data
@@ -705,6 +782,9 @@ func (r *restorer) extractTar(ctx context.Context, s source) error {
 				data, rerr := readAllLimit(tr, 64<<20)
 				if rerr != nil {
 					return fmt.Errorf("backup %s: %s in %s: %w", r.backup.ID, h.Name, s.tarPath, rerr)
+				}
+				if err := r.check.data(key, data); err != nil {
+					return err
 				}
 				r.mu.Lock()
 				r.intercepted[filepath.Clean(strings.TrimPrefix(h.Name, "./"))] = data

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -153,6 +154,12 @@ func TestRecoverRefusesDamagedBackup(t *testing.T) {
 	}
 	tarred := d.backup(t, "-Ft", "--compress=client-zstd")
 	damageTarZstd(t, d.fixture, tarred.ID, d.rel, damages[2])
+	noManifest := d.backup(t)
+	if err := os.Remove(filepath.Join(d.layout.BackupDataDir(noManifest.ID), ManifestName)); err != nil {
+		t.Fatal(err)
+	}
+	badManifest := d.backup(t)
+	damagePlain(t, d.fixture, badManifest.ID, ManifestName, damages[2])
 	d.switchAndSync(t)
 
 	t.Run("intact", func(t *testing.T) {
@@ -165,16 +172,28 @@ func TestRecoverRefusesDamagedBackup(t *testing.T) {
 			}
 		}
 	})
-	check := func(t *testing.T, b *catalog.BackupInfo, what string) {
+	t.Run("no-manifest", func(t *testing.T) {
+		t.Parallel()
+		opts := Options{Layout: d.layout, Backup: noManifest, Dest: destDir(t), Target: Target{Immediate: true, Action: "promote"}}
+		res, _ := restoreAndCheck(t, d.fixture, opts, d.want, true)
+		if !slices.ContainsFunc(res.Warnings, func(w string) bool { return strings.Contains(w, "could NOT be verified") }) {
+			t.Errorf("restore without a manifest did not warn that it was not verified: %v", res.Warnings)
+		}
+	})
+	check := func(t *testing.T, b *catalog.BackupInfo, file, what string, mod func(*Options)) {
 		t.Helper()
 		opts := Options{Layout: d.layout, Backup: b, Dest: destDir(t), Target: Target{Immediate: true, Action: "promote"}}
+		if mod != nil {
+			mod(&opts)
+		}
 		_, err := Recover(t.Context(), opts)
 		if err == nil {
 			t.Fatalf("restore of damaged backup %s succeeded", b.ID)
 		}
-		if !errors.Is(err, ErrBackupDamaged) || !strings.Contains(err.Error(), d.rel) || !strings.Contains(err.Error(), what) {
-			t.Fatalf("error %q: want ErrBackupDamaged naming %s and saying %q", err, d.rel, what)
+		if !errors.Is(err, ErrBackupDamaged) || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), what) {
+			t.Fatalf("error %q: want ErrBackupDamaged naming %s and saying %q", err, file, what)
 		}
+		t.Logf("refused: %v", err)
 		if _, serr := os.Stat(filepath.Join(opts.Dest, RecoverInfoFile)); serr == nil {
 			t.Fatalf("failed restore left %s, the mark of a complete restore", RecoverInfoFile)
 		}
@@ -182,11 +201,28 @@ func TestRecoverRefusesDamagedBackup(t *testing.T) {
 	for i, dmg := range damages {
 		t.Run("plain-"+dmg.name, func(t *testing.T) {
 			t.Parallel()
-			check(t, plain[i], dmg.what)
+			check(t, plain[i], d.rel, dmg.what, nil)
 		})
 	}
 	t.Run("tar-zstd-"+damages[2].name, func(t *testing.T) {
 		t.Parallel()
-		check(t, tarred, damages[2].what)
+		check(t, tarred, d.rel, damages[2].what, nil)
+	})
+	t.Run("manifest-damaged", func(t *testing.T) {
+		t.Parallel()
+		check(t, badManifest, ManifestName, "damaged", nil)
+	})
+	t.Run("remote-ssh-"+damages[2].name, func(t *testing.T) {
+		t.Parallel()
+		sshCmd := startSSHD(t)
+		check(t, plain[2], d.rel, damages[2].what, func(o *Options) { o.RemoteSSHCommand = sshCmd })
+	})
+	t.Run("delta-"+damages[0].name, func(t *testing.T) {
+		t.Parallel()
+		opts := Options{Layout: d.layout, Backup: intact, Dest: destDir(t), Target: Target{Immediate: true, Action: "promote"}}
+		if _, err := Recover(t.Context(), opts); err != nil {
+			t.Fatal(err)
+		}
+		check(t, plain[0], d.rel, damages[0].what, func(o *Options) { o.Dest, o.DeltaRestore = opts.Dest, true })
 	})
 }
