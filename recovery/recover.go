@@ -25,6 +25,7 @@ import (
 	"github.com/cellar-backup/cellar/catalog"
 	"github.com/cellar-backup/cellar/internal/durable"
 	"github.com/cellar-backup/cellar/internal/hooks"
+	"github.com/cellar-backup/cellar/internal/lock"
 	"github.com/cellar-backup/cellar/wal"
 )
 
@@ -206,6 +207,11 @@ func recoverBackup(ctx context.Context, opts Options) (*Result, error) {
 	if err := opts.Target.Validate(b); err != nil {
 		return nil, err
 	}
+	lk, err := lockBackup(opts.Layout, b.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Release()
 	if opts.Dest == "" || !filepath.IsAbs(opts.Dest) {
 		return nil, fmt.Errorf("%w: destination %q must be an absolute path", ErrInvalidOptions, opts.Dest)
 	}
@@ -394,6 +400,38 @@ func recoverBackup(ctx context.Context, opts Options) (*Result, error) {
 	r.progress("restore of backup %s complete: %d files, %d bytes, %d WAL files in %s",
 		b.ID, res.Files, res.Bytes, res.WALFiles, res.Duration.Round(time.Millisecond))
 	return res, nil
+}
+
+// lockBackup takes the backup's lock shared, for the whole restore or
+// verification: any number of them may run at once, while delete and
+// retention take it exclusively and so can neither start under them nor
+// be joined by them. A backup marked delete_this (a delete that did not
+// finish) is refused too.
+func lockBackup(l catalog.Layout, id string) (*lock.Lock, error) {
+	if err := durable.MkdirAll(l.LockDir, 0o700); err != nil {
+		return nil, fmt.Errorf("backup %s: lock directory: %w", id, err)
+	}
+	lk, err := lock.TryLockShared(l.BackupLockPath(id))
+	var busy *lock.BusyError
+	if errors.As(err, &busy) {
+		holder := "another process"
+		if busy.PID > 0 {
+			holder = "PID " + strconv.Itoa(busy.PID)
+		}
+		return nil, fmt.Errorf("%w: backup %s is being deleted by %s", ErrBackupBusy, id, holder)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: %w", id, err)
+	}
+	marked, err := catalog.Open(l).HasDeleteThis(id)
+	if err == nil && marked {
+		err = fmt.Errorf("%w: backup %s is marked for deletion (delete_this: an earlier delete did not finish); run delete again to finish it", ErrBackupNotRestorable, id)
+	}
+	if err != nil {
+		_ = lk.Release()
+		return nil, err
+	}
+	return lk, nil
 }
 
 // sources finds the backup's trees and where each is restored.
@@ -726,6 +764,9 @@ func (r *restorer) walkPlain(ctx context.Context, g *errgroup.Group, s source) e
 				return nil
 			}
 			g.Go(func() error {
+				if r.opts.beforeOpen != nil {
+					r.opts.beforeOpen(p)
+				}
 				f, err := os.Open(p)
 				if err != nil {
 					return fmt.Errorf("backup %s: %w", r.backup.ID, err)

@@ -3,7 +3,9 @@ package recovery
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/cellar-backup/cellar/catalog"
+	"github.com/cellar-backup/cellar/internal/lock"
 )
 
 // damage is one way a stored data file goes bad, with the word the error
@@ -154,6 +157,7 @@ func TestRecoverRefusesDamagedBackup(t *testing.T) {
 	}
 	tarred := d.backup(t, "-Ft", "--compress=client-zstd")
 	damageTarZstd(t, d.fixture, tarred.ID, d.rel, damages[2])
+	locked, marked, vanishing := d.backup(t), d.backup(t), d.backup(t)
 	noManifest := d.backup(t)
 	if err := os.Remove(filepath.Join(d.layout.BackupDataDir(noManifest.ID), ManifestName)); err != nil {
 		t.Fatal(err)
@@ -216,6 +220,48 @@ func TestRecoverRefusesDamagedBackup(t *testing.T) {
 		t.Parallel()
 		sshCmd := startSSHD(t)
 		check(t, plain[2], d.rel, damages[2].what, func(o *Options) { o.RemoteSSHCommand = sshCmd })
+	})
+	t.Run("locked-by-delete", func(t *testing.T) {
+		t.Parallel()
+		lk, err := lock.TryLock(d.layout.BackupLockPath(locked.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lk.Release()
+		opts := Options{Layout: d.layout, Backup: locked, Dest: destDir(t)}
+		_, err = Recover(t.Context(), opts)
+		want := fmt.Sprintf("backup %s is being deleted by PID %d", locked.ID, os.Getpid())
+		if !errors.Is(err, ErrBackupBusy) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("restore during a delete: %v, want %q", err, want)
+		}
+		if _, err := os.Stat(opts.Dest); err == nil {
+			t.Fatalf("refused restore created %s", opts.Dest)
+		}
+	})
+	t.Run("delete-this", func(t *testing.T) {
+		t.Parallel()
+		if err := catalog.Open(d.layout).MarkDeleteThis(marked.ID); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Recover(t.Context(), Options{Layout: d.layout, Backup: marked, Dest: destDir(t)})
+		if !errors.Is(err, ErrBackupNotRestorable) || !strings.Contains(err.Error(), "delete_this") {
+			t.Fatalf("restore of a backup marked delete_this: %v", err)
+		}
+	})
+	t.Run("file-vanishes", func(t *testing.T) {
+		t.Parallel()
+		victim := filepath.Join(d.layout.BackupDataDir(vanishing.ID), filepath.FromSlash(d.rel))
+		opts := Options{Layout: d.layout, Backup: vanishing, Dest: destDir(t), Target: Target{Immediate: true}, Parallel: 2,
+			beforeOpen: func(p string) {
+				if p == victim {
+					os.Remove(p)
+				}
+			}}
+		_, err := Recover(t.Context(), opts)
+		if err == nil || errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), d.rel) {
+			t.Fatalf("file vanishing mid-restore: %v; want the real cause naming %s", err, d.rel)
+		}
+		t.Logf("refused: %v", err)
 	})
 	t.Run("delta-"+damages[0].name, func(t *testing.T) {
 		t.Parallel()
