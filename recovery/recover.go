@@ -62,9 +62,18 @@ var configFiles = []string{"postgresql.conf", "postgresql.auto.conf"}
 type source struct {
 	oid      uint32 // 0 for PGDATA
 	name     string // tablespace name
+	location string // tablespace location recorded in the backup
 	plainDir string
 	tarPath  string
 	dest     string
+}
+
+// keyPrefix is what the manifest puts before paths of this tree.
+func (s source) keyPrefix() string {
+	if s.oid == 0 {
+		return ""
+	}
+	return "pg_tblspc/" + strconv.FormatUint(uint64(s.oid), 10) + "/"
 }
 
 type restorer struct {
@@ -436,11 +445,35 @@ func lockBackup(l catalog.Layout, id string) (*lock.Lock, error) {
 
 // sources finds the backup's trees and where each is restored.
 func (r *restorer) sources() ([]source, error) {
-	b, l := r.backup, r.opts.Layout
+	out, err := backupTrees(r.opts.Layout, r.backup)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		s := &out[i]
+		if s.oid == 0 {
+			s.dest = r.dest
+			continue
+		}
+		s.dest = s.location
+		if loc, ok := r.opts.Tablespaces[s.name]; ok {
+			s.dest = loc
+		}
+		if !filepath.IsAbs(s.dest) {
+			return nil, fmt.Errorf("%w: tablespace %s location %q must be absolute", ErrInvalidOptions, s.name, s.dest)
+		}
+		s.dest = filepath.Clean(s.dest)
+	}
+	return out, nil
+}
+
+// backupTrees finds where a stored backup keeps PGDATA and each
+// tablespace: plain directories (Barman's data/ and <oid>/) or tar files.
+func backupTrees(l catalog.Layout, b *catalog.BackupInfo) ([]source, error) {
 	dataDir := l.BackupDataDir(b.ID)
 	baseDir := l.BackupDirPath(b.ID)
 	var out []source
-	pg := source{dest: r.dest}
+	var pg source
 	if fi, err := os.Stat(filepath.Join(dataDir, "PG_VERSION")); err == nil && fi.Mode().IsRegular() {
 		pg.plainDir = dataDir
 	} else if p := findTar(dataDir, baseDir, "base", "data"); p != "" {
@@ -450,14 +483,7 @@ func (r *restorer) sources() ([]source, error) {
 	}
 	out = append(out, pg)
 	for _, ts := range b.Tablespaces {
-		s := source{oid: ts.OID, name: ts.Name, dest: ts.Location}
-		if loc, ok := r.opts.Tablespaces[ts.Name]; ok {
-			s.dest = loc
-		}
-		if !filepath.IsAbs(s.dest) {
-			return nil, fmt.Errorf("%w: tablespace %s location %q must be absolute", ErrInvalidOptions, ts.Name, s.dest)
-		}
-		s.dest = filepath.Clean(s.dest)
+		s := source{oid: ts.OID, name: ts.Name, location: ts.Location}
 		oid := strconv.FormatUint(uint64(ts.OID), 10)
 		if pg.plainDir != "" {
 			dir := filepath.Join(baseDir, oid)
