@@ -540,8 +540,7 @@ func (r *restorer) prepareLocal(roots []string) error {
 			return fmt.Errorf("destination %s: %w", root, err)
 		}
 		if len(entries) > 0 && !r.opts.DeltaRestore {
-			return fmt.Errorf("%w: %s holds %d entries (e.g. %s); restore into an empty directory or use --delta-restore",
-				ErrDestinationNotEmpty, root, len(entries), entries[0].Name())
+			return notEmptyError(root, entries)
 		}
 		if r.opts.DeltaRestore && root == r.dest {
 			if err := unmarkComplete(root); err != nil {
@@ -570,6 +569,22 @@ func (r *restorer) prepareLocal(roots []string) error {
 	}
 	r.sink = ls
 	return nil
+}
+
+// notEmptyError refuses a used destination. A restore that was killed
+// left a backup_label without the completion mark, and says so: a delta
+// restore finishes it.
+func notEmptyError(root string, entries []fs.DirEntry) error {
+	names := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		names[e.Name()] = true
+	}
+	if names["backup_label"] && !names[RecoverInfoFile] {
+		return fmt.Errorf("%w: %s holds an incomplete restore (backup_label but no %s: a restore was interrupted or failed); do not start PostgreSQL on it: rerun with --delta-restore to finish it, or empty it",
+			ErrDestinationNotEmpty, root, RecoverInfoFile)
+	}
+	return fmt.Errorf("%w: %s holds %d entries (e.g. %s); restore into an empty directory or use --delta-restore",
+		ErrDestinationNotEmpty, root, len(entries), entries[0].Name())
 }
 
 // unmarkComplete prepares a delta restore into dir: PostgreSQL must be
