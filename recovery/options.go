@@ -31,6 +31,12 @@ var (
 	ErrInvalidOptions = errors.New("invalid recovery options")
 	// ErrMissingWAL: a WAL file recovery needs is not in the archive.
 	ErrMissingWAL = errors.New("required WAL file missing from the archive")
+	// ErrBackupDamaged: a file of the backup is missing or does not match
+	// its size or checksum in backup_manifest (or the manifest itself is
+	// damaged).
+	ErrBackupDamaged = errors.New("backup is damaged")
+	// ErrBackupBusy: a delete or retention run holds the backup's lock.
+	ErrBackupBusy = errors.New("backup is busy")
 )
 
 // Target is the point recovery stops at. At most one of Time, XID, LSN,
@@ -170,6 +176,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Progress, when set, receives one human line per restore phase.
 	Progress io.Writer
+
+	// beforeOpen, in tests, runs before each backup file is opened.
+	beforeOpen func(path string)
 }
 
 // Result describes a finished restore.

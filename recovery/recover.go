@@ -25,6 +25,7 @@ import (
 	"github.com/cellar-backup/cellar/catalog"
 	"github.com/cellar-backup/cellar/internal/durable"
 	"github.com/cellar-backup/cellar/internal/hooks"
+	"github.com/cellar-backup/cellar/internal/lock"
 	"github.com/cellar-backup/cellar/wal"
 )
 
@@ -61,9 +62,18 @@ var configFiles = []string{"postgresql.conf", "postgresql.auto.conf"}
 type source struct {
 	oid      uint32 // 0 for PGDATA
 	name     string // tablespace name
+	location string // tablespace location recorded in the backup
 	plainDir string
 	tarPath  string
 	dest     string
+}
+
+// keyPrefix is what the manifest puts before paths of this tree.
+func (s source) keyPrefix() string {
+	if s.oid == 0 {
+		return ""
+	}
+	return "pg_tblspc/" + strconv.FormatUint(uint64(s.oid), 10) + "/"
 }
 
 type restorer struct {
@@ -72,7 +82,10 @@ type restorer struct {
 	backup   *catalog.BackupInfo
 	sink     sink
 	manifest manifest
+	check    *checker
+	trees    []source
 	dest     string
+	warnings []string
 
 	mu          sync.Mutex
 	intercepted map[string][]byte
@@ -203,6 +216,11 @@ func recoverBackup(ctx context.Context, opts Options) (*Result, error) {
 	if err := opts.Target.Validate(b); err != nil {
 		return nil, err
 	}
+	lk, err := lockBackup(opts.Layout, b.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Release()
 	if opts.Dest == "" || !filepath.IsAbs(opts.Dest) {
 		return nil, fmt.Errorf("%w: destination %q must be an absolute path", ErrInvalidOptions, opts.Dest)
 	}
@@ -233,6 +251,10 @@ func recoverBackup(ctx context.Context, opts Options) (*Result, error) {
 
 	sources, err := r.sources()
 	if err != nil {
+		return nil, err
+	}
+	r.trees = sources
+	if err := r.loadManifest(); err != nil {
 		return nil, err
 	}
 	roots := []string{dest}
@@ -289,12 +311,11 @@ func recoverBackup(ctx context.Context, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	if opts.DeltaRestore {
-		r.manifest = r.loadManifest(sources)
-	}
-
 	r.progress("restoring backup %s into %s", b.ID, dest)
 	if err = r.copySources(ctx, sources); err != nil {
+		return nil, err
+	}
+	if err = r.check.missing(r.restores); err != nil {
 		return nil, err
 	}
 	if err = r.tablespaceLinks(sources); err != nil {
@@ -381,6 +402,7 @@ func recoverBackup(ctx context.Context, opts Options) (*Result, error) {
 	res.Bytes = r.bytes.Load()
 	res.Unchanged = int(r.unchanged.Load())
 	res.Duration = time.Since(start)
+	res.Warnings = append(r.warnings, res.Warnings...)
 	for _, w := range res.Warnings {
 		logger.Warn(w, "backup", b.ID)
 	}
@@ -389,13 +411,69 @@ func recoverBackup(ctx context.Context, opts Options) (*Result, error) {
 	return res, nil
 }
 
+// lockBackup takes the backup's lock shared, for the whole restore or
+// verification: any number of them may run at once, while delete and
+// retention take it exclusively and so can neither start under them nor
+// be joined by them. A backup marked delete_this (a delete that did not
+// finish) is refused too.
+func lockBackup(l catalog.Layout, id string) (*lock.Lock, error) {
+	if err := durable.MkdirAll(l.LockDir, 0o700); err != nil {
+		return nil, fmt.Errorf("backup %s: lock directory: %w", id, err)
+	}
+	lk, err := lock.TryLockShared(l.BackupLockPath(id))
+	var busy *lock.BusyError
+	if errors.As(err, &busy) {
+		holder := "another process"
+		if busy.PID > 0 {
+			holder = "PID " + strconv.Itoa(busy.PID)
+		}
+		return nil, fmt.Errorf("%w: backup %s is being deleted by %s", ErrBackupBusy, id, holder)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: %w", id, err)
+	}
+	marked, err := catalog.Open(l).HasDeleteThis(id)
+	if err == nil && marked {
+		err = fmt.Errorf("%w: backup %s is marked for deletion (delete_this: an earlier delete did not finish); run delete again to finish it", ErrBackupNotRestorable, id)
+	}
+	if err != nil {
+		_ = lk.Release()
+		return nil, err
+	}
+	return lk, nil
+}
+
 // sources finds the backup's trees and where each is restored.
 func (r *restorer) sources() ([]source, error) {
-	b, l := r.backup, r.opts.Layout
+	out, err := backupTrees(r.opts.Layout, r.backup)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		s := &out[i]
+		if s.oid == 0 {
+			s.dest = r.dest
+			continue
+		}
+		s.dest = s.location
+		if loc, ok := r.opts.Tablespaces[s.name]; ok {
+			s.dest = loc
+		}
+		if !filepath.IsAbs(s.dest) {
+			return nil, fmt.Errorf("%w: tablespace %s location %q must be absolute", ErrInvalidOptions, s.name, s.dest)
+		}
+		s.dest = filepath.Clean(s.dest)
+	}
+	return out, nil
+}
+
+// backupTrees finds where a stored backup keeps PGDATA and each
+// tablespace: plain directories (Barman's data/ and <oid>/) or tar files.
+func backupTrees(l catalog.Layout, b *catalog.BackupInfo) ([]source, error) {
 	dataDir := l.BackupDataDir(b.ID)
 	baseDir := l.BackupDirPath(b.ID)
 	var out []source
-	pg := source{dest: r.dest}
+	var pg source
 	if fi, err := os.Stat(filepath.Join(dataDir, "PG_VERSION")); err == nil && fi.Mode().IsRegular() {
 		pg.plainDir = dataDir
 	} else if p := findTar(dataDir, baseDir, "base", "data"); p != "" {
@@ -405,14 +483,7 @@ func (r *restorer) sources() ([]source, error) {
 	}
 	out = append(out, pg)
 	for _, ts := range b.Tablespaces {
-		s := source{oid: ts.OID, name: ts.Name, dest: ts.Location}
-		if loc, ok := r.opts.Tablespaces[ts.Name]; ok {
-			s.dest = loc
-		}
-		if !filepath.IsAbs(s.dest) {
-			return nil, fmt.Errorf("%w: tablespace %s location %q must be absolute", ErrInvalidOptions, ts.Name, s.dest)
-		}
-		s.dest = filepath.Clean(s.dest)
+		s := source{oid: ts.OID, name: ts.Name, location: ts.Location}
 		oid := strconv.FormatUint(uint64(ts.OID), 10)
 		if pg.plainDir != "" {
 			dir := filepath.Join(baseDir, oid)
@@ -469,12 +540,11 @@ func (r *restorer) prepareLocal(roots []string) error {
 			return fmt.Errorf("destination %s: %w", root, err)
 		}
 		if len(entries) > 0 && !r.opts.DeltaRestore {
-			return fmt.Errorf("%w: %s holds %d entries (e.g. %s); restore into an empty directory or use --delta-restore",
-				ErrDestinationNotEmpty, root, len(entries), entries[0].Name())
+			return notEmptyError(root, entries)
 		}
 		if r.opts.DeltaRestore && root == r.dest {
-			if _, err := os.Stat(filepath.Join(root, "postmaster.pid")); err == nil {
-				return fmt.Errorf("%w: %s/postmaster.pid exists: stop PostgreSQL before a delta restore", ErrInvalidOptions, root)
+			if err := unmarkComplete(root); err != nil {
+				return err
 			}
 		}
 		if root == r.dest && os.Geteuid() == 0 {
@@ -501,6 +571,43 @@ func (r *restorer) prepareLocal(roots []string) error {
 	return nil
 }
 
+// notEmptyError refuses a used destination. A restore that was killed
+// left a backup_label without the completion mark, and says so: a delta
+// restore finishes it.
+func notEmptyError(root string, entries []fs.DirEntry) error {
+	names := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		names[e.Name()] = true
+	}
+	if names["backup_label"] && !names[RecoverInfoFile] {
+		return fmt.Errorf("%w: %s holds an incomplete restore (backup_label but no %s: a restore was interrupted or failed); do not start PostgreSQL on it: rerun with --delta-restore to finish it, or empty it",
+			ErrDestinationNotEmpty, root, RecoverInfoFile)
+	}
+	return fmt.Errorf("%w: %s holds %d entries (e.g. %s); restore into an empty directory or use --delta-restore",
+		ErrDestinationNotEmpty, root, len(entries), entries[0].Name())
+}
+
+// unmarkComplete prepares a delta restore into dir: PostgreSQL must be
+// stopped, and the mark of the previous complete restore goes (durably)
+// before any file changes, so that a delta restore that fails or is killed
+// half-way never leaves a directory that looks completely restored.
+func unmarkComplete(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, "postmaster.pid")); err == nil {
+		return fmt.Errorf("%w: %s/postmaster.pid exists: stop PostgreSQL before a delta restore", ErrInvalidOptions, dir)
+	}
+	err := os.Remove(filepath.Join(dir, RecoverInfoFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("delta restore: %w", err)
+	}
+	if err := durable.SyncDir(dir); err != nil {
+		return fmt.Errorf("delta restore: %w", err)
+	}
+	return nil
+}
+
 func (r *restorer) checkRemoteEmpty(ctx context.Context, roots []string) error {
 	for _, root := range roots {
 		out, err := runSSH(ctx, r.opts.RemoteSSHCommand, "ls -A "+shellQuote(root)+" 2>/dev/null | head -n 1; true")
@@ -514,30 +621,55 @@ func (r *restorer) checkRemoteEmpty(ctx context.Context, roots []string) error {
 	return nil
 }
 
-// loadManifest reads the backup's manifest for delta comparisons; without
-// one, files are compared byte by byte.
-func (r *restorer) loadManifest(sources []source) manifest {
-	var cands []string
+// manifestPath is where the backup keeps its backup_manifest: in the
+// PGDATA copy (plain) or next to base.tar.
+func manifestPath(sources []source) string {
 	for _, s := range sources {
 		if s.oid != 0 {
 			continue
 		}
 		if s.plainDir != "" {
-			cands = append(cands, filepath.Join(s.plainDir, "backup_manifest"))
-		} else {
-			cands = append(cands, filepath.Join(filepath.Dir(s.tarPath), "backup_manifest"))
+			return filepath.Join(s.plainDir, ManifestName)
 		}
+		return filepath.Join(filepath.Dir(s.tarPath), ManifestName)
 	}
-	for _, c := range cands {
-		m, err := loadManifest(c)
-		if err == nil {
-			return m
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			r.log.Warn("backup manifest unreadable, comparing file contents instead", "error", err)
-		}
+	return ""
+}
+
+// loadManifest reads the backup's manifest, which every restored file is
+// checked against. A backup without one (an rsync backup) is restored
+// with a warning that it could not be verified; a damaged one is refused.
+func (r *restorer) loadManifest() error {
+	p := manifestPath(r.trees)
+	m, err := loadManifest(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		r.warnings = append(r.warnings, fmt.Sprintf("backup %s has no %s: its files could NOT be verified while restoring", r.backup.ID, ManifestName))
+	case err != nil:
+		return fmt.Errorf("backup %s: %w", r.backup.ID, err)
+	case !m.hasChecksums():
+		r.warnings = append(r.warnings, fmt.Sprintf("backup %s: %s has no checksums: only file sizes were verified", r.backup.ID, ManifestName))
 	}
+	r.manifest = m
+	r.check = newChecker(r.backup.ID, m)
 	return nil
+}
+
+// restores reports whether the restore writes the manifest file key (files
+// a restore leaves out, such as WAL in pg_wal, are not missing).
+func (r *restorer) restores(key string) bool {
+	if rest, ok := strings.CutPrefix(key, "pg_tblspc/"); ok {
+		oid, rel, _ := strings.Cut(rest, "/")
+		for _, s := range r.trees {
+			if s.oid != 0 && strconv.FormatUint(uint64(s.oid), 10) == oid {
+				_, _, _, skip := r.target(s, rel)
+				return !skip
+			}
+		}
+		return true
+	}
+	_, _, _, skip := r.target(r.trees[0], key)
+	return !skip
 }
 
 // target maps a path inside a source tree to its destination and manifest
@@ -571,9 +703,21 @@ func (r *restorer) target(s source, rel string) (dest, key string, intercept, sk
 	return filepath.Join(s.dest, rel), rel, false, false
 }
 
+// writeFile restores one file, checking it against the manifest on the
+// way (the sink sees the bytes as they are hashed; nothing is read back).
 func (r *restorer) writeFile(dest, key string, size int64, rd io.Reader) error {
+	cr, err := r.check.start(key, size, rd)
+	if err != nil {
+		return err
+	}
+	if cr.want != nil {
+		rd = cr
+	}
 	wrote, err := r.sink.file(dest, size, rd, r.manifest[key])
 	if err != nil {
+		return err
+	}
+	if err := cr.done(); err != nil {
 		return err
 	}
 	if wrote {
@@ -596,11 +740,20 @@ func (r *restorer) copySources(ctx context.Context, sources []source) error {
 			continue
 		}
 		if err := r.walkPlain(gctx, g, s); err != nil {
-			_ = g.Wait()
-			return err
+			return firstCause(err, g.Wait())
 		}
 	}
 	return g.Wait()
+}
+
+// firstCause picks the error that stopped a walk feeding an errgroup: when
+// a copy task failed, the walk only saw the group's context cancelled, and
+// the task's error (the first one the group got) is the real cause.
+func firstCause(walkErr, groupErr error) error {
+	if groupErr != nil && errors.Is(walkErr, context.Canceled) {
+		return groupErr
+	}
+	return walkErr
 }
 
 func (r *restorer) walkPlain(ctx context.Context, g *errgroup.Group, s source) error {
@@ -643,12 +796,18 @@ func (r *restorer) walkPlain(ctx context.Context, g *errgroup.Group, s source) e
 				if err != nil {
 					return fmt.Errorf("backup %s: %w", r.backup.ID, err)
 				}
+				if err := r.check.data(key, data); err != nil {
+					return err
+				}
 				r.mu.Lock()
 				r.intercepted[rel] = data
 				r.mu.Unlock()
 				return nil
 			}
 			g.Go(func() error {
+				if r.opts.beforeOpen != nil {
+					r.opts.beforeOpen(p)
+				}
 				f, err := os.Open(p)
 				if err != nil {
 					return fmt.Errorf("backup %s: %w", r.backup.ID, err)
@@ -705,6 +864,9 @@ func (r *restorer) extractTar(ctx context.Context, s source) error {
 				data, rerr := readAllLimit(tr, 64<<20)
 				if rerr != nil {
 					return fmt.Errorf("backup %s: %s in %s: %w", r.backup.ID, h.Name, s.tarPath, rerr)
+				}
+				if err := r.check.data(key, data); err != nil {
+					return err
 				}
 				r.mu.Lock()
 				r.intercepted[filepath.Clean(strings.TrimPrefix(h.Name, "./"))] = data

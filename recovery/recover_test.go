@@ -103,7 +103,10 @@ func restoreAndCheck(t *testing.T, f *fixture, opts Options, want state, promote
 	if err != nil {
 		t.Fatalf("Recover: %v", err)
 	}
-	chownPostgres(t, opts.Dest, opts.Tablespaces["ts1"])
+	chownPostgres(t, opts.Dest)
+	for _, loc := range opts.Tablespaces {
+		chownPostgres(t, loc)
+	}
 	r := f.startRestored(t, opts.Dest)
 	if promote {
 		r.waitPromoted(t)

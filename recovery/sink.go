@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -321,9 +322,23 @@ func shellQuote(s string) string {
 }
 
 // sshCommand builds the local command running remoteCmd through the user's
-// ssh command line (which may carry options, hence sh -c).
+// ssh command line (which may carry options, hence sh -c). It runs in its
+// own process group so that cancelling kills ssh itself, not only the
+// shell: an orphaned ssh would keep the remote extraction running.
 func sshCommand(ctx context.Context, sshCmd, remoteCmd string) *exec.Cmd {
-	return exec.CommandContext(ctx, "sh", "-c", sshCmd+" "+shellQuote(remoteCmd))
+	cmd := exec.CommandContext(ctx, "sh", "-c", sshCmd+" "+shellQuote(remoteCmd))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return killGroup(cmd) }
+	cmd.WaitDelay = 10 * time.Second
+	return cmd
+}
+
+// killGroup kills the process group cmd leads.
+func killGroup(cmd *exec.Cmd) error {
+	if cmd.Process == nil {
+		return nil
+	}
+	return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 }
 
 // runSSH runs remoteCmd and returns its combined output.
@@ -450,8 +465,6 @@ func (s *sshSink) finish(context.Context) error {
 // abort stops the remote extraction after a failure.
 func (s *sshSink) abort() {
 	_ = s.stdin.Close()
-	if s.cmd.Process != nil {
-		_ = s.cmd.Process.Kill()
-	}
+	_ = killGroup(s.cmd)
 	_ = s.cmd.Wait()
 }

@@ -19,6 +19,7 @@ func extraCommands(g *globalOptions) []*cobra.Command {
 		newReplicationStatusCommand(g),
 		newDeleteCommand(g),
 		newRecoverCommand(g),
+		newVerifyBackupCommand(g),
 		newDaemonCommand(g),
 		newCronCommand(g),
 		newReceiveWALCommand(g),
