@@ -107,31 +107,45 @@ func TestProbeBackupVerification(t *testing.T) {
 	}
 }
 
-// checkVerificationSeries: every record has its three per-backup series,
-// and nothing else does; the newest's verifyRecord is also the server's.
+// checkVerificationSeries: the counts by result add up over the two DONE
+// backups, failed records (only) have per-backup series, and the newest's
+// record is also the server's.
 func checkVerificationSeries(t *testing.T, r Result, records []verifyRecord) {
 	t.Helper()
+	counts := map[string]float64{"never": 2}
+	failed := 0
+	for _, rec := range records {
+		counts[string(rec.res)]++
+		counts["never"]--
+		if rec.res == catalog.VerifyFailed {
+			failed++
+			if r.Values[SeriesKey("backup_verification_failed", rec.id)] != 1 ||
+				r.Values[SeriesKey("backup_verification_failed_timestamp_seconds", rec.id)] != float64(t0.Add(-rec.ago).Unix()) {
+				t.Errorf("series of failed %s wrong: %v", rec.id, r.Values)
+			}
+		}
+	}
+	for _, res := range []string{"ok", "failed", "unverifiable", "never"} {
+		if got := r.Values[SeriesKey("backup_verifications", res)]; got != counts[res] {
+			t.Errorf("backup_verifications{result=%s} = %v, want %v", res, got, counts[res])
+		}
+	}
 	perBackup := 0
 	for k := range r.Values {
-		if _, _, labelled := ParseSeriesKey(k); labelled {
+		if name, _, labelled := ParseSeriesKey(k); labelled && name != "backup_verifications" {
 			perBackup++
 		}
 	}
-	if perBackup != 3*len(records) {
-		t.Errorf("%d per-backup series for %d records: %v", perBackup, len(records), r.Values)
+	if perBackup != 2*failed {
+		t.Errorf("%d per-backup series for %d failed records: %v", perBackup, failed, r.Values)
 	}
 	newestSeen := false
 	for _, rec := range records {
-		okWant, failedWant := boolGauge(rec.res == catalog.VerifyOK), boolGauge(rec.res == catalog.VerifyFailed)
-		if r.Values[SeriesKey("backup_verification_ok", rec.id)] != okWant ||
-			r.Values[SeriesKey("backup_verification_failed", rec.id)] != failedWant ||
-			r.Values[SeriesKey("backup_verification_timestamp_seconds", rec.id)] != float64(t0.Add(-rec.ago).Unix()) {
-			t.Errorf("series of %s (%s) wrong: %v", rec.id, rec.res, r.Values)
-		}
 		if rec.id != newestID {
 			continue
 		}
 		newestSeen = true
+		okWant, failedWant := boolGauge(rec.res == catalog.VerifyOK), boolGauge(rec.res == catalog.VerifyFailed)
 		if r.Values["backup_last_verification_ok"] != okWant || r.Values["backup_last_verification_failed"] != failedWant ||
 			r.Values["backup_last_verification_timestamp_seconds"] != float64(t0.Add(-rec.ago).Unix()) {
 			t.Errorf("server series wrong for %s: %v", rec.res, r.Values)
@@ -164,4 +178,10 @@ func TestProbeBackupVerificationEdgeCases(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustProbe(t, tgt, "backup_verification", Unknown, path)
+	// A record with a result the probe does not know never passes.
+	rec := `{"backup_id":"` + newestID + `","result":"fine","verified_at":"2026-11-24T11:00:00Z"}`
+	if err := os.WriteFile(path, []byte(rec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustProbe(t, tgt, "backup_verification", Unknown, `unknown result "fine"`)
 }

@@ -21,19 +21,22 @@ func (t *Target) Verifications(ctx context.Context, backups []checks.Backup) (ma
 }
 
 // verifyCache holds the parsed verification records (base/<id>/
-// cellar-verify.json) of one server by path, with the identity of the file
-// they were read from; a zero identity records that the file was absent.
+// cellar-verify.json) of one server by backup id, with the identity of the
+// file each was read from; a zero identity records that the file was
+// absent.
 //
 // The newest DONE backup's record, which the check and the per-server
-// gauges judge, is stat'ed on every evaluation. The others, which only
-// feed the per-backup gauges and the "last verification of any backup"
-// age, are stat'ed in turn, a slice per evaluation as backupCache does for
-// backup.info (restatSlices): a change there shows within restatSlices
-// evaluations, and a server with 1000 backups costs ~60 stats per
-// evaluation instead of 1000.
+// gauges judge, is stat'ed on every evaluation. The others are stat'ed in
+// turn, a slice per evaluation, as backupCache does for backup.info
+// (restatSlices): a change there shows within restatSlices evaluations,
+// and a server with 1000 backups costs ~60 stats per evaluation instead
+// of 1000. The map handed out is rebuilt only when a record changed, and
+// never modified afterwards, so callers may keep reading it.
 type verifyCache struct {
 	mu    sync.Mutex
 	files map[string]cachedVerify
+	snap  map[string]catalog.Verification
+	dirty bool
 	gen   int
 }
 
@@ -52,72 +55,101 @@ func (c *verifyCache) verifications(ctx context.Context, cat *catalog.Catalog, b
 	}
 	c.gen++
 	newest := ""
+	done := 0
 	for _, b := range backups {
 		if b.Status == checks.StatusDone {
 			newest = b.ID
+			done++
 		}
 	}
-	out := map[string]catalog.Verification{}
-	listed := map[string]bool{}
 	var errs []error
 	for i, b := range backups {
 		if b.Status != checks.StatusDone {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return out, err
+			return nil, err
 		}
-		path := cat.Layout().VerificationPath(b.ID)
-		listed[path] = true
-		e, cached := c.files[path]
-		if !(cached && b.ID != newest && i%restatSlices != c.gen%restatSlices) {
-			var err error
-			if e, err = c.refresh(cat, b.ID, path, e, cached); err != nil {
-				errs = append(errs, err)
-				continue
-			}
+		e, cached := c.files[b.ID]
+		if cached && b.ID != newest && i%restatSlices != c.gen%restatSlices {
+			continue
 		}
-		if e.id != (fileID{}) {
-			out[b.ID] = e.v
+		if err := c.refresh(cat, b.ID, e, cached); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	for p := range c.files {
-		if !listed[p] {
-			delete(c.files, p)
-		}
+	if len(c.files) > done {
+		c.sweep(backups)
 	}
-	return out, errors.Join(errs...)
+	if c.dirty || c.snap == nil {
+		c.snap = c.snapshot()
+		c.dirty = false
+	}
+	return c.snap, errors.Join(errs...)
 }
 
-// refresh stats the record of backup id at path and parses it when its
-// identity differs from the cached entry's. A record that cannot be read
-// is dropped from the cache, so the next evaluation retries it.
-func (c *verifyCache) refresh(cat *catalog.Catalog, id, path string, e cachedVerify, cached bool) (cachedVerify, error) {
-	fi, err := os.Stat(path)
+// refresh stats the record of backup id and parses it when its identity
+// differs from the cached entry's. A record that cannot be read is dropped
+// from the cache, so the next evaluation retries it.
+func (c *verifyCache) refresh(cat *catalog.Catalog, id string, e cachedVerify, cached bool) error {
+	fi, err := os.Stat(cat.Layout().VerificationPath(id))
 	if errors.Is(err, fs.ErrNotExist) {
-		c.files[path] = cachedVerify{}
-		return cachedVerify{}, nil
+		c.set(id, cachedVerify{}, !cached || e.id != fileID{})
+		return nil
 	}
 	if err != nil {
-		delete(c.files, path)
-		return cachedVerify{}, fmt.Errorf("server %s: backup %s: verification record: %w", cat.Layout().Server, id, err)
+		c.drop(id)
+		return fmt.Errorf("server %s: backup %s: verification record: %w", cat.Layout().Server, id, err)
 	}
 	fid := idOf(fi)
 	if cached && e.id == fid {
-		return e, nil
+		return nil
 	}
 	// Read after the stat: a record replaced in between is cached with the
 	// older identity and so read again next time, never kept stale.
 	v, ok, err := cat.Verification(id)
 	if err != nil {
-		delete(c.files, path)
-		return cachedVerify{}, err
+		c.drop(id)
+		return err
 	}
 	if !ok {
-		c.files[path] = cachedVerify{}
-		return cachedVerify{}, nil
+		fid = fileID{}
 	}
-	e = cachedVerify{id: fid, v: v}
-	c.files[path] = e
-	return e, nil
+	c.set(id, cachedVerify{id: fid, v: v}, true)
+	return nil
+}
+
+func (c *verifyCache) set(id string, e cachedVerify, changed bool) {
+	c.files[id] = e
+	c.dirty = c.dirty || changed
+}
+
+func (c *verifyCache) drop(id string) {
+	if _, ok := c.files[id]; ok {
+		delete(c.files, id)
+		c.dirty = true
+	}
+}
+
+// sweep drops the entries of backups no longer DONE in the catalog.
+func (c *verifyCache) sweep(backups []checks.Backup) {
+	done := make(map[string]bool, len(backups))
+	for _, b := range backups {
+		done[b.ID] = b.Status == checks.StatusDone
+	}
+	for id := range c.files {
+		if !done[id] {
+			c.drop(id)
+		}
+	}
+}
+
+func (c *verifyCache) snapshot() map[string]catalog.Verification {
+	out := make(map[string]catalog.Verification, len(c.files))
+	for id, e := range c.files {
+		if e.id != (fileID{}) {
+			out[id] = e.v
+		}
+	}
+	return out
 }

@@ -109,7 +109,7 @@ func TestCachedVerifications(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("backup deleted", 1)
-	if _, ok := tgt.verify.files[s.Layout().VerificationPath(ids[0])]; ok {
+	if _, ok := tgt.verify.files[ids[0]]; ok {
 		t.Error("a deleted backup's record stays cached")
 	}
 }
@@ -173,8 +173,11 @@ func TestVerificationProbeThroughTarget(t *testing.T) {
 		if got := res[0].Values[checks.SeriesKey("backup_verification_failed", newest)]; got != 1 {
 			t.Errorf("failed gauge of %s = %v", newest, got)
 		}
-		if got := res[0].Values[checks.SeriesKey("backup_verification_ok", ids[0])]; got != 1 {
-			t.Errorf("ok gauge of %s = %v", ids[0], got)
+		if got := res[0].Values[checks.SeriesKey("backup_verifications", "ok")]; got != 7 {
+			t.Errorf("backups verified ok = %v, want 7", got)
+		}
+		if got := res[0].Values[checks.SeriesKey("backup_verifications", "never")]; got != 12 {
+			t.Errorf("backups never verified = %v, want 12", got)
 		}
 	}
 }
