@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"sync"
 
@@ -30,19 +31,15 @@ func (t *Target) Verifications(ctx context.Context, backups []checks.Backup) (ma
 // turn, a slice per evaluation, as backupCache does for backup.info
 // (restatSlices): a change there shows within restatSlices evaluations,
 // and a server with 1000 backups costs ~60 stats per evaluation instead
-// of 1000. The map handed out is rebuilt only when a record changed, and
-// never modified afterwards, so callers may keep reading it.
+// of 1000. The records map is handed out as is and copied before the next
+// change (copy on write), so callers may keep reading it and an unchanged
+// catalog costs neither a copy nor a second set of records in memory.
 type verifyCache struct {
-	mu    sync.Mutex
-	files map[string]cachedVerify
-	snap  map[string]catalog.Verification
-	dirty bool
-	gen   int
-}
-
-type cachedVerify struct {
-	id fileID // zero: the file did not exist
-	v  catalog.Verification
+	mu     sync.Mutex
+	ids    map[string]fileID
+	recs   map[string]catalog.Verification
+	shared bool // recs was handed out: copy before changing it
+	gen    int
 }
 
 // verifications returns the records of the DONE backups among backups, as
@@ -50,8 +47,8 @@ type cachedVerify struct {
 func (c *verifyCache) verifications(ctx context.Context, cat *catalog.Catalog, backups []checks.Backup) (map[string]catalog.Verification, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.files == nil {
-		c.files = map[string]cachedVerify{}
+	if c.ids == nil {
+		c.ids, c.recs = map[string]fileID{}, map[string]catalog.Verification{}
 	}
 	c.gen++
 	newest := ""
@@ -70,39 +67,37 @@ func (c *verifyCache) verifications(ctx context.Context, cat *catalog.Catalog, b
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		e, cached := c.files[b.ID]
+		fid, cached := c.ids[b.ID]
 		if cached && b.ID != newest && i%restatSlices != c.gen%restatSlices {
 			continue
 		}
-		if err := c.refresh(cat, b.ID, e, cached); err != nil {
+		if err := c.refresh(cat, b.ID, fid, cached); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if len(c.files) > done {
+	if len(c.ids) > done {
 		c.sweep(backups)
 	}
-	if c.dirty || c.snap == nil {
-		c.snap = c.snapshot()
-		c.dirty = false
-	}
-	return c.snap, errors.Join(errs...)
+	c.shared = true
+	return c.recs, errors.Join(errs...)
 }
 
 // refresh stats the record of backup id and parses it when its identity
-// differs from the cached entry's. A record that cannot be read is dropped
-// from the cache, so the next evaluation retries it.
-func (c *verifyCache) refresh(cat *catalog.Catalog, id string, e cachedVerify, cached bool) error {
+// differs from the cached one (fid). A record that cannot be read is
+// dropped from the cache, so the next evaluation retries it.
+func (c *verifyCache) refresh(cat *catalog.Catalog, id string, fid fileID, cached bool) error {
 	fi, err := os.Stat(cat.Layout().VerificationPath(id))
 	if errors.Is(err, fs.ErrNotExist) {
-		c.set(id, cachedVerify{}, !cached || e.id != fileID{})
+		c.forget(id)
+		c.ids[id] = fileID{}
 		return nil
 	}
 	if err != nil {
 		c.drop(id)
 		return fmt.Errorf("server %s: backup %s: verification record: %w", cat.Layout().Server, id, err)
 	}
-	fid := idOf(fi)
-	if cached && e.id == fid {
+	now := idOf(fi)
+	if cached && fid == now {
 		return nil
 	}
 	// Read after the stat: a record replaced in between is cached with the
@@ -113,22 +108,36 @@ func (c *verifyCache) refresh(cat *catalog.Catalog, id string, e cachedVerify, c
 		return err
 	}
 	if !ok {
-		fid = fileID{}
+		c.forget(id)
+		c.ids[id] = fileID{}
+		return nil
 	}
-	c.set(id, cachedVerify{id: fid, v: v}, true)
+	c.writable()
+	c.recs[id] = v
+	c.ids[id] = now
 	return nil
 }
 
-func (c *verifyCache) set(id string, e cachedVerify, changed bool) {
-	c.files[id] = e
-	c.dirty = c.dirty || changed
+// writable copies recs if it was handed out.
+func (c *verifyCache) writable() {
+	if c.shared {
+		c.recs = maps.Clone(c.recs)
+		c.shared = false
+	}
 }
 
-func (c *verifyCache) drop(id string) {
-	if _, ok := c.files[id]; ok {
-		delete(c.files, id)
-		c.dirty = true
+// forget removes the record of id, keeping its identity entry.
+func (c *verifyCache) forget(id string) {
+	if _, ok := c.recs[id]; ok {
+		c.writable()
+		delete(c.recs, id)
 	}
+}
+
+// drop removes everything known about id.
+func (c *verifyCache) drop(id string) {
+	c.forget(id)
+	delete(c.ids, id)
 }
 
 // sweep drops the entries of backups no longer DONE in the catalog.
@@ -137,19 +146,9 @@ func (c *verifyCache) sweep(backups []checks.Backup) {
 	for _, b := range backups {
 		done[b.ID] = b.Status == checks.StatusDone
 	}
-	for id := range c.files {
+	for id := range c.ids {
 		if !done[id] {
 			c.drop(id)
 		}
 	}
-}
-
-func (c *verifyCache) snapshot() map[string]catalog.Verification {
-	out := make(map[string]catalog.Verification, len(c.files))
-	for id, e := range c.files {
-		if e.id != (fileID{}) {
-			out[id] = e.v
-		}
-	}
-	return out
 }

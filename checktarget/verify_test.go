@@ -93,8 +93,15 @@ func TestCachedVerifications(t *testing.T) {
 		t.Fatalf("fixture: %d verified DONE backups, want 7", n)
 	}
 	newest := ids[len(ids)-1]
+	before, err := cachedVerifications(t, tgt)
+	if err != nil {
+		t.Fatal(err)
+	}
 	saveVerification(t, s, newest, catalog.VerifyFailed, verifiedAt.Add(48*time.Hour))
 	check("newest verified: seen at once", 1)
+	if _, changed := before[newest]; changed || len(before) != 7 {
+		t.Fatalf("a map handed out earlier changed under its reader: %d records, newest present %v", len(before), changed)
+	}
 	saveVerification(t, s, newest, catalog.VerifyOK, verifiedAt.Add(49*time.Hour))
 	check("newest re-verified: seen at once", 1)
 
@@ -109,7 +116,7 @@ func TestCachedVerifications(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("backup deleted", 1)
-	if _, ok := tgt.verify.files[ids[0]]; ok {
+	if _, ok := tgt.verify.ids[ids[0]]; ok {
 		t.Error("a deleted backup's record stays cached")
 	}
 }
