@@ -40,6 +40,10 @@ type verifyCache struct {
 	recs   map[string]catalog.Verification
 	shared bool // recs was handed out: copy before changing it
 	gen    int
+	// ver counts changes worth saving (state.go).
+	ver uint64
+	// reads counts records parsed (tests check a warm start reads none).
+	reads int
 }
 
 // verifications returns the records of the DONE backups among backups, as
@@ -88,8 +92,7 @@ func (c *verifyCache) verifications(ctx context.Context, cat *catalog.Catalog, b
 func (c *verifyCache) refresh(cat *catalog.Catalog, id string, fid fileID, cached bool) error {
 	fi, err := os.Stat(cat.Layout().VerificationPath(id))
 	if errors.Is(err, fs.ErrNotExist) {
-		c.forget(id)
-		c.ids[id] = fileID{}
+		c.absent(id, fid, cached)
 		return nil
 	}
 	if err != nil {
@@ -102,20 +105,31 @@ func (c *verifyCache) refresh(cat *catalog.Catalog, id string, fid fileID, cache
 	}
 	// Read after the stat: a record replaced in between is cached with the
 	// older identity and so read again next time, never kept stale.
+	c.reads++
 	v, ok, err := cat.Verification(id)
 	if err != nil {
 		c.drop(id)
 		return err
 	}
 	if !ok {
-		c.forget(id)
-		c.ids[id] = fileID{}
+		c.absent(id, fid, cached)
 		return nil
 	}
 	c.writable()
 	c.recs[id] = v
 	c.ids[id] = now
+	c.ver++
 	return nil
+}
+
+// absent records that backup id has no record (fid, cached: what the cache
+// held).
+func (c *verifyCache) absent(id string, fid fileID, cached bool) {
+	c.forget(id)
+	if !cached || fid != (fileID{}) {
+		c.ids[id] = fileID{}
+		c.ver++
+	}
 }
 
 // writable copies recs if it was handed out.
@@ -137,7 +151,10 @@ func (c *verifyCache) forget(id string) {
 // drop removes everything known about id.
 func (c *verifyCache) drop(id string) {
 	c.forget(id)
-	delete(c.ids, id)
+	if _, ok := c.ids[id]; ok {
+		delete(c.ids, id)
+		c.ver++
+	}
 }
 
 // sweep drops the entries of backups no longer DONE in the catalog.
