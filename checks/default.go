@@ -42,6 +42,7 @@ func Default() *Registry {
 		probeCompressionSettings(),
 		probeFailedBackups(),
 		probeMinimumRedundancy(),
+		probeBackupVerification(),
 		// executor checks of a passive node
 		probeSSH(),
 		// check_configuration, check_identity

@@ -112,7 +112,9 @@ type Gauge struct {
 	Name string
 	Help string
 	// Label is an optional extra label whose values are bounded and known
-	// in advance (LabelValues); Result.Values then uses SeriesKey.
+	// in advance (LabelValues); Result.Values then uses SeriesKey. With
+	// Label set and LabelValues nil, the values are whatever the result
+	// holds under SeriesKey (backup ids, bounded by retention).
 	Label       string
 	LabelValues []string
 }

@@ -54,6 +54,7 @@ type stateTrack struct {
 	mu         sync.Mutex // serialises SaveState/LoadState
 	backupsVer uint64
 	walsVer    uint64
+	verifyVer  uint64
 	gen        int
 	// genDirty: save the restat position at the next save even when
 	// nothing else changed, once after a load (a process restarted
@@ -104,6 +105,13 @@ func (t *Target) LoadState() error {
 	w.ver++
 	t.state.walsVer = w.ver
 	w.mu.Unlock()
+
+	v := &t.verify
+	v.mu.Lock()
+	v.ids, v.recs, v.shared = st.verifyIDs, st.verifyRecs, false
+	v.ver++
+	t.state.verifyVer = v.ver
+	v.mu.Unlock()
 	t.state.genDirty = true
 	return nil
 }
@@ -126,6 +134,10 @@ func (t *Target) SaveState() error {
 	w.mu.Lock()
 	dirty = dirty || w.ver != t.state.walsVer
 	w.mu.Unlock()
+	v := &t.verify
+	v.mu.Lock()
+	dirty = dirty || v.ver != t.state.verifyVer
+	v.mu.Unlock()
 	if !dirty {
 		return nil
 	}
@@ -149,9 +161,13 @@ func (t *Target) SaveState() error {
 	if err != nil {
 		return fmt.Errorf("server %s: probe state: %w", t.s.Name(), err)
 	}
+	v.mu.Lock()
+	vver := v.ver
+	v.encode(&e)
+	v.mu.Unlock()
 	e.B = binary.LittleEndian.AppendUint32(e.B, crc32.Checksum(e.B, crc32.MakeTable(crc32.Castagnoli)))
 
-	t.state.backupsVer, t.state.walsVer, t.state.gen, t.state.genDirty = bver, wver, gen, false
+	t.state.backupsVer, t.state.walsVer, t.state.verifyVer, t.state.gen, t.state.genDirty = bver, wver, vver, gen, false
 	path := t.StatePath()
 	if err := durable.WriteFile(path, e.B, 0o600); err != nil {
 		return fmt.Errorf("server %s: probe state: %w", t.s.Name(), err)
@@ -261,6 +277,9 @@ type decodedState struct {
 	offset   int64
 	tail     []byte
 	acc      *checks.WALAccumulator
+
+	verifyIDs  map[string]fileID
+	verifyRecs map[string]catalog.Verification
 }
 
 // decodeState checks and decodes a state file for layout l. Strings are
@@ -361,6 +380,7 @@ func decodeState(data []byte, l catalog.Layout) (*decodedState, error) {
 	default:
 		d.Fail("bad xlog.db flag")
 	}
+	st.verifyIDs, st.verifyRecs = decodeVerifications(&d)
 	if d.Err() == nil && d.Left() != 0 {
 		d.Fail("trailing bytes")
 	}

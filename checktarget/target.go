@@ -30,6 +30,7 @@ type Target struct {
 	s       *server.Server
 	backups backupCache
 	wals    walCache
+	verify  verifyCache
 	state   stateTrack
 }
 

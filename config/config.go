@@ -32,7 +32,14 @@ const (
 	DefaultStreamingName    = "barman_receive_wal"
 	DefaultStreamingBackup  = "barman_streaming_backup"
 	DefaultBasebackupSleep  = 30 * time.Second
+	// DefaultVerifyMaxAge leaves a day of slack over a weekly
+	// verify_backup_schedule before the verification check warns.
+	DefaultVerifyMaxAge = 8 * 24 * time.Hour
 )
+
+// ScheduleOff, as a server's verify_backup_schedule, turns off a schedule
+// inherited from the global section.
+const ScheduleOff = "off"
 
 // Config is the whole validated configuration.
 type Config struct {
@@ -54,8 +61,12 @@ type Global struct {
 	LogLevel                    LogLevel  `koanf:"log_level"`
 	LogFormat                   LogFormat `koanf:"log_format"`
 	ConfigurationFilesDirectory string    `koanf:"configuration_files_directory"`
-	Web                         Web       `koanf:"web"`
-	Daemon                      Daemon    `koanf:"daemon"`
+	// VerifyBackupSchedule and VerifyBackupMaxAge are the defaults of the
+	// server options of the same names.
+	VerifyBackupSchedule string        `koanf:"verify_backup_schedule"`
+	VerifyBackupMaxAge   time.Duration `koanf:"verify_backup_max_age"`
+	Web                  Web           `koanf:"web"`
+	Daemon               Daemon        `koanf:"daemon"`
 }
 
 // Web is `global.web`: the exporter's HTTP endpoint.
@@ -128,7 +139,16 @@ type Server struct {
 	BackupCompressionLevel int               `koanf:"backup_compression_level"` // 0 = codec default
 	// BackupSchedule is a cron expression for the daemon ("" = no
 	// scheduled backups).
-	BackupSchedule       string        `koanf:"backup_schedule"`
+	BackupSchedule string `koanf:"backup_schedule"`
+	// VerifyBackupSchedule is a cron expression on which the daemon
+	// verifies the server's backups against their manifests ("" = no
+	// scheduled verification). Unset takes the global value; "off" turns
+	// an inherited schedule off (Load leaves "" then).
+	VerifyBackupSchedule string `koanf:"verify_backup_schedule"`
+	// VerifyBackupMaxAge: the backup verification check warns when the
+	// newest DONE backup was last verified longer ago. Unset (0) takes the
+	// global value.
+	VerifyBackupMaxAge   time.Duration `koanf:"verify_backup_max_age"`
 	ImmediateCheckpoint  bool          `koanf:"immediate_checkpoint"`
 	ReuseBackup          ReuseBackup   `koanf:"reuse_backup"`
 	BandwidthLimit       int           `koanf:"bandwidth_limit"` // KB/s, 0 = unlimited
@@ -173,6 +193,7 @@ func DefaultGlobal() Global {
 		LockDirectoryCleanup: true,
 		LogLevel:             LogInfo,
 		LogFormat:            LogFormatText,
+		VerifyBackupMaxAge:   DefaultVerifyMaxAge,
 		Web: Web{
 			ListenAddress:    DefaultListenAddress,
 			ScrapeTimeout:    DefaultScrapeTimeout,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -151,58 +152,109 @@ func interpolate(v string, sec, global *iniSection, depth int) (string, error) {
 
 // ImportBarmanINI converts a barman.conf into Cellar's config.yaml. name
 // labels the input in messages. It returns the YAML, warnings for every
-// option that was dropped or changed (Barman-only options such as
-// barman_user or ssh_command, rsync backups switched to postgres, bzip2
-// compression, ...), and an error when the input cannot be parsed or the
-// converted configuration does not pass Load's validation (the YAML is
-// still returned then, for the user to fix). Server options set in
-// [barman] are copied into every server, as Barman applies them. Files in
-// configuration_files_directory are not read: import each and merge.
+// option that was dropped or changed because Cellar does not implement it
+// (Barman-only options such as barman_user or ssh_command, rsync backups
+// switched to postgres, bzip2 compression, ...), and an error when the
+// input cannot be parsed, holds a value that is invalid (every such value
+// is an *Error naming the file, line, section and option, all reported at
+// once, and no YAML is returned), or the converted configuration does not
+// pass Load's validation (the YAML is still returned then, for the user to
+// fix). Server options set in [barman] are copied into every server, as
+// Barman applies them. Files in configuration_files_directory are not
+// read: import each and merge.
 func ImportBarmanINI(r io.Reader, name string) ([]byte, []string, error) {
 	secs, err := parseINI(r, name)
 	if err != nil {
 		return nil, nil, err
 	}
-	global := &iniSection{name: "barman", vals: map[string]string{}, lines: map[string]int{}}
+	im := &iniImport{
+		name:         name,
+		global:       &iniSection{name: "barman", vals: map[string]string{}, lines: map[string]int{}},
+		globalFields: fieldMap(typeOfGlobal),
+		serverFields: fieldMap(reflect.TypeFor[Server]()),
+	}
 	var servers []*iniSection
 	for _, s := range secs {
 		if s.name == "barman" {
-			global = s
+			im.global = s
 		} else {
 			servers = append(servers, s)
 		}
 	}
-	var warns []string
-	warn := func(sec *iniSection, key, format string, args ...any) {
-		where := name
-		if l := sec.lines[key]; l > 0 {
-			where = fmt.Sprintf("%s:%d", name, l)
-		} else if sec.line > 0 {
-			where = fmt.Sprintf("%s:%d", name, sec.line)
+	gout, defaults := im.convertGlobal()
+	sout := map[string]any{}
+	for _, sec := range servers {
+		if out, ok := im.convertServer(sec, defaults); ok {
+			sout[sec.name] = out
 		}
-		warns = append(warns, fmt.Sprintf("%s: [%s] %s", where, sec.name, fmt.Sprintf(format, args...)))
 	}
-	var errs []error
-	value := func(sec *iniSection, key string) (string, bool) {
-		v, err := interpolate(sec.vals[key], sec, global, 0)
-		if err != nil {
-			errs = append(errs, &Error{File: name, Line: sec.lines[key], Server: serverLabel(sec), Key: key, Err: err})
-			return "", false
-		}
-		v = strings.TrimSpace(v)
-		if v == "" || v == "None" {
-			return "", false
-		}
-		return v, true
+	if len(im.errs) > 0 {
+		return nil, im.warns, errors.Join(im.errs...)
 	}
+	out, err := encodeImported(name, gout, sout)
+	if err != nil {
+		return nil, im.warns, err
+	}
+	if _, err := load(LoadOptions{File: name + " (converted)"}, out); err != nil {
+		return out, im.warns, fmt.Errorf("%s: the converted configuration does not validate: %w", name, err)
+	}
+	return out, im.warns, nil
+}
 
-	globalFields := fieldMap(typeOfGlobal)
-	serverFields := fieldMap(reflect.TypeFor[Server]())
+// iniImport is the state of one ImportBarmanINI call: the [barman]
+// section (interpolation looks options up there), and the warnings and
+// errors collected so far.
+type iniImport struct {
+	name         string
+	global       *iniSection
+	globalFields map[string]field
+	serverFields map[string]field
+	warns        []string
+	errs         []error
+}
 
-	gout := map[string]any{}
-	serverDefaults := map[string]string{}
-	for _, key := range global.keys {
-		v, ok := value(global, key)
+func (im *iniImport) warn(sec *iniSection, key, format string, args ...any) {
+	where := im.name
+	if l := sec.lines[key]; l > 0 {
+		where = fmt.Sprintf("%s:%d", im.name, l)
+	} else if sec.line > 0 {
+		where = fmt.Sprintf("%s:%d", im.name, sec.line)
+	}
+	im.warns = append(im.warns, fmt.Sprintf("%s: [%s] %s", where, sec.name, fmt.Sprintf(format, args...)))
+}
+
+// invalid records that option key of sec holds value v, which its parser
+// refused with cause.
+func (im *iniImport) invalid(sec *iniSection, key, v string, cause error) {
+	im.errs = append(im.errs, &Error{
+		File: im.name, Line: sec.lines[key], Server: serverLabel(sec), Key: key,
+		Err: invalidf("[%s] %s = %q: %v", sec.name, key, v, cause),
+	})
+}
+
+// value returns the interpolated value of key in sec; false when it is
+// unset (empty or None, as Barman reads it) or does not interpolate.
+func (im *iniImport) value(sec *iniSection, key string) (string, bool) {
+	v, err := interpolate(sec.vals[key], sec, im.global, 0)
+	if err != nil {
+		im.errs = append(im.errs, &Error{File: im.name, Line: sec.lines[key], Server: serverLabel(sec), Key: key, Err: err})
+		return "", false
+	}
+	v = strings.TrimSpace(v)
+	if v == "" || v == "None" {
+		return "", false
+	}
+	return v, true
+}
+
+// convertGlobal converts [barman]: its global options, and the server
+// options it sets for every server (already converted, so an invalid one
+// is reported once, at its own line, even when no server inherits it).
+func (im *iniImport) convertGlobal() (gout map[string]any, defaults map[string]any) {
+	gout, defaults = map[string]any{}, map[string]any{}
+	g := im.global
+	for _, key := range g.keys {
+		v, ok := im.value(g, key)
 		if !ok {
 			continue
 		}
@@ -212,91 +264,148 @@ func ImportBarmanINI(r io.Reader, name string) ([]byte, []string, error) {
 			if f.UnmarshalText([]byte(v)) == nil {
 				gout[key] = string(f)
 			} else {
-				warn(global, key, "log_format %q dropped: Cellar logs as text or json", v)
+				im.warn(g, key, "log_format %q dropped: Cellar logs as text or json", v)
 			}
 		case key == "configuration_files_directory":
-			warn(global, key, "configuration_files_directory %q: its *.conf files were not imported; import each of them and add its servers", v)
-		case globalFields[key].key != "" && !globalFields[key].sub:
-			if conv, ok := convertOption(globalFields[key], v); ok {
-				gout[key] = conv
+			im.warn(g, key, "configuration_files_directory %q: its *.conf files were not imported; import each of them and add its servers", v)
+		case im.globalFields[key].key != "" && !im.globalFields[key].sub:
+			if conv, err := convertOption(im.globalFields[key], v); err != nil {
+				im.invalid(g, key, v, err)
 			} else {
-				warn(global, key, "option %s dropped: invalid value %q", key, v)
+				gout[key] = conv
 			}
-		case serverFields[key].key != "":
-			serverDefaults[key] = v
+		case im.serverFields[key].key != "":
+			if conv, ok := im.serverValue(g, key, v); ok {
+				defaults[key] = conv
+			}
 		case barmanOnly[key] != "":
-			warn(global, key, "option %s ignored: %s", key, barmanOnly[key])
+			im.warn(g, key, "option %s ignored: %s", key, barmanOnly[key])
 		default:
-			warn(global, key, "unknown option %s ignored", key)
+			im.warn(g, key, "unknown option %s ignored", key)
 		}
 	}
 	if _, ok := gout["barman_home"]; !ok {
 		gout["barman_home"] = barmanDefaultHome
 	}
+	return gout, defaults
+}
 
-	sout := map[string]any{}
-	for _, sec := range servers {
-		if m, ok := value(sec, "model"); ok {
-			if b, err := ParseBool(m); err == nil && b {
-				warn(sec, "model", "configuration model skipped: models are not implemented")
-				continue
-			}
+// convertServer converts one server section on top of the [barman]
+// defaults; false when the section is skipped (a configuration model) or
+// its name is invalid.
+func (im *iniImport) convertServer(sec *iniSection, defaults map[string]any) (map[string]any, bool) {
+	if m, ok := im.value(sec, "model"); ok {
+		b, err := ParseBool(m)
+		if err != nil {
+			im.invalid(sec, "model", m, err)
+			return nil, false
 		}
-		if err := ValidServerName(sec.name); err != nil {
-			errs = append(errs, &Error{File: name, Line: sec.line, Server: sec.name, Err: err})
+		if b {
+			im.warn(sec, "model", "configuration model skipped: models are not implemented")
+			return nil, false
+		}
+	}
+	if err := ValidServerName(sec.name); err != nil {
+		im.errs = append(im.errs, &Error{File: im.name, Line: sec.line, Server: sec.name, Err: err})
+		return nil, false
+	}
+	out := maps.Clone(defaults)
+	for _, key := range sec.keys {
+		v, ok := im.value(sec, key)
+		if !ok {
+			delete(out, key)
 			continue
 		}
-		opts := map[string]string{}
-		for k, v := range serverDefaults {
-			opts[k] = v
-		}
-		for _, key := range sec.keys {
-			v, ok := value(sec, key)
-			if !ok {
-				delete(opts, key)
-				continue
-			}
-			switch {
-			case serverFields[key].key != "":
-				opts[key] = v
-			case key == "model":
-			case barmanOnly[key] != "":
-				warn(sec, key, "option %s ignored: %s", key, barmanOnly[key])
-			case globalFields[key].key != "":
-				warn(sec, key, "global option %s ignored in a server section", key)
-			default:
-				warn(sec, key, "unknown option %s ignored", key)
-			}
-		}
-		out := map[string]any{}
-		fixServerOptions(opts, func(key, format string, args ...any) { warn(sec, key, format, args...) })
-		for key, v := range opts {
-			if conv, ok := convertOption(serverFields[key], v); ok {
+		switch {
+		case im.serverFields[key].key != "":
+			if conv, ok := im.serverValue(sec, key, v); ok {
 				out[key] = conv
 			} else {
-				warn(sec, key, "option %s dropped: invalid value %q", key, v)
+				delete(out, key)
 			}
+		case key == "model":
+		case barmanOnly[key] != "":
+			im.warn(sec, key, "option %s ignored: %s", key, barmanOnly[key])
+		case im.globalFields[key].key != "":
+			im.warn(sec, key, "global option %s ignored in a server section", key)
+		default:
+			im.warn(sec, key, "unknown option %s ignored", key)
 		}
-		sout[sec.name] = out
 	}
-	if len(errs) > 0 {
-		return nil, warns, errors.Join(errs...)
+	if _, ok := out["backup_method"]; !ok {
+		im.warn(sec, "backup_method", "backup_method not set: Barman's default is rsync, Cellar takes backups with the postgres method")
+		out["backup_method"] = string(BackupMethodPostgres)
 	}
+	return out, true
+}
 
+// serverValue converts server option key = v of sec. Barman values Cellar
+// cannot honour are rewritten to the nearest supported one, or dropped,
+// with a warning; a value Barman itself would refuse is an error. false
+// means the option is not written.
+func (im *iniImport) serverValue(sec *iniSection, key, v string) (any, bool) {
+	switch key {
+	case "backup_method":
+		return im.backupMethod(sec, v)
+	case "compression":
+		return im.compression(sec, v)
+	}
+	conv, err := convertOption(im.serverFields[key], v)
+	if err != nil {
+		im.invalid(sec, key, v, err)
+		return nil, false
+	}
+	return conv, true
+}
+
+func (im *iniImport) backupMethod(sec *iniSection, v string) (any, bool) {
+	var m BackupMethod
+	err := m.UnmarshalText([]byte(v))
+	switch {
+	case err == nil:
+		return string(m), true
+	case errors.Is(err, ErrUnsupported):
+		im.warn(sec, "backup_method", "backup_method %s is not supported by Cellar; changed to postgres (needs streaming_conninfo with replication rights)", strings.ToLower(v))
+		return string(BackupMethodPostgres), true
+	}
+	im.invalid(sec, "backup_method", v, err)
+	return nil, false
+}
+
+func (im *iniImport) compression(sec *iniSection, v string) (any, bool) {
+	var c Compression
+	err := c.UnmarshalText([]byte(v))
+	lc := strings.ToLower(v)
+	switch {
+	case err == nil && c != CompressionBzip2:
+		return string(c), true
+	case c == CompressionBzip2 || lc == "pybzip2":
+		im.warn(sec, "compression", "compression %s changed to gzip: Cellar reads existing bzip2 WALs but writes new ones with gzip", lc)
+		return string(CompressionGzip), true
+	case lc == "pigz" || lc == "pygzip":
+		im.warn(sec, "compression", "compression %s changed to gzip (same file format)", lc)
+		return string(CompressionGzip), true
+	case errors.Is(err, ErrUnsupported):
+		im.warn(sec, "compression", "compression %s dropped: Cellar cannot write it, and cannot read WALs already stored with it", lc)
+		return nil, false
+	}
+	im.invalid(sec, "compression", v, err)
+	return nil, false
+}
+
+// encodeImported renders the converted sections as config.yaml.
+func encodeImported(name string, gout, sout map[string]any) ([]byte, error) {
 	var buf bytes.Buffer
 	fmt.Fprintf(&buf, "# Cellar configuration converted from %s.\n# Options not shown take their defaults; see config.yaml in the Cellar sources.\n", name)
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
 	if err := enc.Encode(map[string]any{"global": gout, "servers": sout}); err != nil {
-		return nil, warns, fmt.Errorf("%s: encoding YAML: %w", name, err)
+		return nil, fmt.Errorf("%s: encoding YAML: %w", name, err)
 	}
 	if err := enc.Close(); err != nil {
-		return nil, warns, fmt.Errorf("%s: encoding YAML: %w", name, err)
+		return nil, fmt.Errorf("%s: encoding YAML: %w", name, err)
 	}
-	if _, err := load(LoadOptions{File: name + " (converted)"}, buf.Bytes()); err != nil {
-		return buf.Bytes(), warns, fmt.Errorf("%s: the converted configuration does not validate: %w", name, err)
-	}
-	return buf.Bytes(), warns, nil
+	return buf.Bytes(), nil
 }
 
 func serverLabel(sec *iniSection) string {
@@ -314,67 +423,31 @@ func fieldMap(t reflect.Type) map[string]field {
 	return m
 }
 
-// fixServerOptions rewrites Barman values Cellar cannot honour into the
-// nearest supported ones, warning about each change.
-func fixServerOptions(opts map[string]string, warn func(key, format string, args ...any)) {
-	switch m := strings.ToLower(opts["backup_method"]); m {
-	case "postgres":
-	case "":
-		warn("backup_method", "backup_method not set: Barman's default is rsync, Cellar takes backups with the postgres method")
-		opts["backup_method"] = "postgres"
-	default:
-		warn("backup_method", "backup_method %s is not supported by Cellar; changed to postgres (needs streaming_conninfo with replication rights)", m)
-		opts["backup_method"] = "postgres"
-	}
-	if c, ok := opts["compression"]; ok {
-		switch lc := strings.ToLower(c); lc {
-		case "gzip", "lz4", "zstd", "none":
-		case "pigz", "pygzip":
-			warn("compression", "compression %s changed to gzip (same file format)", lc)
-			opts["compression"] = "gzip"
-		case "bzip2", "pybzip2":
-			warn("compression", "compression %s changed to gzip: Cellar reads existing bzip2 WALs but writes new ones with gzip", lc)
-			opts["compression"] = "gzip"
-		default:
-			warn("compression", "compression %s dropped: Cellar cannot write it, and cannot read WALs already stored with it", lc)
-			delete(opts, "compression")
-		}
-	}
-	if c, ok := opts["backup_compression"]; ok {
-		var bc BackupCompression
-		if bc.UnmarshalText([]byte(c)) != nil {
-			warn("backup_compression", "backup_compression %s dropped: Cellar supports gzip, lz4 and zstd", c)
-			delete(opts, "backup_compression")
-			delete(opts, "backup_compression_level")
-		}
-	}
-}
-
 // convertOption checks v against the field's parser and returns the
 // value to write in YAML: booleans and integers typed, the rest as
-// strings.
-func convertOption(f field, v string) (any, bool) {
+// strings; or the parser's error.
+func convertOption(f field, v string) (any, error) {
 	if f.key == "" || f.sub {
-		return nil, false
+		return nil, fmt.Errorf("config: internal: %q is not an option", f.key)
 	}
 	dst := reflect.New(f.typ).Elem()
 	if err := decodeValue(dst, v); err != nil {
-		return nil, false
+		return nil, err
 	}
 	switch x := dst.Interface().(type) {
 	case time.Duration:
-		return formatDuration(x), true
+		return formatDuration(x), nil
 	case RetentionPolicy:
-		return x.String(), true
+		return x.String(), nil
 	}
 	switch dst.Kind() {
 	case reflect.Bool:
-		return dst.Bool(), true
+		return dst.Bool(), nil
 	case reflect.Int:
-		return int(dst.Int()), true
+		return int(dst.Int()), nil
 	}
 	if slices.Contains([]string{"backup_method", "compression", "backup_compression", "reuse_backup", "create_slot", "log_level"}, f.key) {
-		return fmt.Sprint(dst.Interface()), true // canonical spelling
+		return fmt.Sprint(dst.Interface()), nil // canonical spelling
 	}
-	return v, true
+	return v, nil
 }

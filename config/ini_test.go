@@ -117,13 +117,11 @@ func TestImportBarmanINIConversions(t *testing.T) {
 barman_home = /b
 log_format = %%(asctime)s %%(message)s
 log_level = debug
+compression = pigz
 [pg]
 conninfo = host=h
 backup_method = rsync
 compression = custom
-backup_compression = bzip2
-backup_compression_level = 3
-archiver = sure
 recovery_options = get-wal
 continued = a
   b
@@ -138,13 +136,13 @@ continued = a
 			t.Errorf("output lacks %q:\n%s", w, s)
 		}
 	}
-	for _, w := range []string{"compression:", "backup_compression", "archiver:", "log_format"} {
+	for _, w := range []string{"compression:", "log_format"} {
 		if strings.Contains(s, w) {
 			t.Errorf("output must not contain %q:\n%s", w, s)
 		}
 	}
 	joined := strings.Join(warns, "\n")
-	for _, w := range []string{"log_format", "backup_method rsync is not supported", "compression custom dropped", "backup_compression bzip2 dropped", `option archiver dropped: invalid value "sure"`, "unknown option continued ignored"} {
+	for _, w := range []string{"log_format", "backup_method rsync is not supported", "compression custom dropped", "c.conf:5: [barman] compression pigz changed to gzip", "unknown option continued ignored"} {
 		if !strings.Contains(joined, w) {
 			t.Errorf("missing warning %q in:\n%s", w, joined)
 		}
@@ -153,5 +151,62 @@ continued = a
 	out, _, err = ImportBarmanINI(strings.NewReader("[pg]\nconninfo=h\nbackup_method=postgres\n"), "d.conf")
 	if err != nil || !strings.Contains(string(out), "barman_home: /var/lib/barman") {
 		t.Errorf("%v\n%s", err, out)
+	}
+}
+
+// An invalid value must stop the import with an error naming the file,
+// line, section and option, as Load does for config.yaml: dropping it with
+// a warning would silently change what the server is configured to do
+// (a retention policy or minimum_redundancy lost means backups deleted).
+func TestImportBarmanINIInvalidValues(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, in string
+		want     []string
+	}{
+		{"server minimum_redundancy", "[pg]\nconninfo = h\nbackup_method = postgres\nminimum_redundancy = two\n",
+			[]string{`x.conf:4: server "pg": key "minimum_redundancy": [pg] minimum_redundancy = "two": invalid integer "two"`}},
+		{"server retention_policy", "[pg]\nconninfo = h\nbackup_method = postgres\nretention_policy = REDUNDANCY two\n",
+			[]string{`x.conf:4: server "pg": key "retention_policy": [pg] retention_policy = "REDUNDANCY two": invalid retention policy`}},
+		{"barman minimum_redundancy", "[barman]\nminimum_redundancy = lots\n[pg]\nconninfo = h\nbackup_method = postgres\n",
+			[]string{`x.conf:2: key "minimum_redundancy": [barman] minimum_redundancy = "lots": invalid integer "lots"`}},
+		{"barman retention_policy", "[barman]\nretention_policy = KEEP ALL\n[pg]\nconninfo = h\nbackup_method = postgres\n",
+			[]string{`x.conf:2: key "retention_policy": [barman] retention_policy = "KEEP ALL": invalid retention policy`}},
+		{"barman retention_policy, no servers", "[barman]\nretention_policy = KEEP ALL\n",
+			[]string{`x.conf:2: key "retention_policy": [barman] retention_policy = "KEEP ALL"`}},
+		{"boolean", "[pg]\nconninfo = h\nbackup_method = postgres\narchiver = sure\n",
+			[]string{`x.conf:4: server "pg": key "archiver": [pg] archiver = "sure": invalid boolean`}},
+		{"duration", "[pg]\nconninfo = h\nbackup_method = postgres\ncheck_timeout = soon\n",
+			[]string{`x.conf:4: server "pg": key "check_timeout": [pg] check_timeout = "soon": invalid duration`}},
+		{"global log_level", "[barman]\nlog_level = chatty\n",
+			[]string{`x.conf:2: key "log_level": [barman] log_level = "chatty"`}},
+		{"backup_method", "[pg]\nconninfo = h\nbackup_method = ftp\n",
+			[]string{`x.conf:3: server "pg": key "backup_method": [pg] backup_method = "ftp": invalid backup_method`}},
+		{"compression", "[pg]\nconninfo = h\nbackup_method = postgres\ncompression = zip\n",
+			[]string{`x.conf:4: server "pg": key "compression": [pg] compression = "zip": invalid value`}},
+		{"backup_compression", "[pg]\nconninfo = h\nbackup_method = postgres\nbackup_compression = bzip2\n",
+			[]string{`x.conf:4: server "pg": key "backup_compression": [pg] backup_compression = "bzip2": invalid value`}},
+		{"every problem at once", "[barman]\nminimum_redundancy = x\n[a]\nconninfo = h\nbackup_method = postgres\narchiver = maybe\n[b]\nconninfo = h\nbackup_method = postgres\nretention_policy = forever\n",
+			[]string{`x.conf:2: key "minimum_redundancy"`, `x.conf:6: server "a": key "archiver"`, `x.conf:10: server "b": key "retention_policy"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			out, warns, err := ImportBarmanINI(strings.NewReader(tc.in), "x.conf")
+			if err == nil {
+				t.Fatalf("no error; warnings %q, output:\n%s", warns, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+			var ce *Error
+			if !errors.As(err, &ce) || !errors.Is(err, ErrInvalidValue) {
+				t.Errorf("not an *Error wrapping ErrInvalidValue: %v", err)
+			}
+			if out != nil {
+				t.Errorf("YAML returned for an unconvertible input:\n%s", out)
+			}
+		})
 	}
 }

@@ -449,10 +449,19 @@ func validateGlobal(cfg *Config, r *reporter) {
 	if _, _, err := net.SplitHostPort(g.Web.ListenAddress); err != nil {
 		r.add(gp("web", "listen_address"), invalidf("invalid listen_address %q (use host:port, e.g. 127.0.0.1:9533 or :9533)", g.Web.ListenAddress))
 	}
+	switch {
+	case strings.EqualFold(g.VerifyBackupSchedule, ScheduleOff):
+		g.VerifyBackupSchedule = ""
+	case g.VerifyBackupSchedule != "":
+		if err := validateCron("verify_backup_schedule", g.VerifyBackupSchedule); err != nil {
+			r.add(gp("verify_backup_schedule"), err)
+		}
+	}
 	for _, c := range []struct {
 		path []string
 		ok   bool
 	}{
+		{gp("verify_backup_max_age"), g.VerifyBackupMaxAge > 0},
 		{gp("web", "scrape_timeout"), g.Web.ScrapeTimeout > 0},
 		{gp("daemon", "archive_interval"), g.Daemon.ArchiveInterval > 0},
 		{gp("daemon", "check_backup_interval"), g.Daemon.CheckBackupInterval > 0},
@@ -513,10 +522,11 @@ func validateServer(cfg *Config, s *Server, r *reporter) {
 		}
 	}
 	if s.BackupSchedule != "" {
-		if err := validateCron(s.BackupSchedule); err != nil {
+		if err := validateCron("backup_schedule", s.BackupSchedule); err != nil {
 			r.add(p("backup_schedule"), err)
 		}
 	}
+	resolveVerify(&cfg.Global, s, r)
 	for _, c := range []struct {
 		key string
 		v   int
@@ -542,6 +552,25 @@ func validateServer(cfg *Config, s *Server, r *reporter) {
 	}
 }
 
+// resolveVerify applies the global verification defaults to a server
+// that does not set its own, and validates the server's schedule (the
+// global one is validated once, in validateGlobal).
+func resolveVerify(g *Global, s *Server, r *reporter) {
+	if s.VerifyBackupMaxAge == 0 {
+		s.VerifyBackupMaxAge = g.VerifyBackupMaxAge
+	}
+	switch {
+	case s.VerifyBackupSchedule == "":
+		s.VerifyBackupSchedule = g.VerifyBackupSchedule
+	case strings.EqualFold(s.VerifyBackupSchedule, ScheduleOff):
+		s.VerifyBackupSchedule = ""
+	default:
+		if err := validateCron("verify_backup_schedule", s.VerifyBackupSchedule); err != nil {
+			r.add([]string{"servers", s.Name, "verify_backup_schedule"}, err)
+		}
+	}
+}
+
 // validateUnique refuses two servers sharing a backup directory: their
 // catalogs and WAL archives would overwrite each other.
 func validateUnique(cfg *Config, r *reporter) {
@@ -564,9 +593,9 @@ var (
 // validateCron does the syntax check config can do without the scheduler
 // library (gocron is confined to package jobs): a descriptor, `@every
 // <duration>`, or 5 (or 6, with seconds) fields, optionally after TZ=/CRON_TZ=.
-func validateCron(expr string) error {
+func validateCron(key, expr string) error {
 	bad := func() error {
-		return invalidf("invalid backup_schedule %q (use a cron expression such as \"0 3 * * *\", @daily or \"@every 6h\")", expr)
+		return invalidf("invalid %s %q (use a cron expression such as \"0 3 * * *\", @daily or \"@every 6h\")", key, expr)
 	}
 	fields := strings.Fields(expr)
 	if len(fields) > 0 && (strings.HasPrefix(fields[0], "TZ=") || strings.HasPrefix(fields[0], "CRON_TZ=")) {

@@ -53,6 +53,7 @@ func TestLoadDefaults(t *testing.T) {
 	want.StreamingConninfo = want.Conninfo
 	want.BackupDirectory = "/var/lib/cellar/pg1"
 	want.Archiver = true // both archivers off: forced on
+	want.VerifyBackupMaxAge = DefaultVerifyMaxAge
 	if got, w := s.Redacted(), want.Redacted(); !equalMaps(got, w) {
 		t.Errorf("server defaults:\n got %v\nwant %v", got, w)
 	}
@@ -92,7 +93,8 @@ func TestLoadExampleFile(t *testing.T) {
 	}
 	if !s.StreamingArchiver || s.SlotName != "barman" || s.Compression != CompressionGzip ||
 		s.RetentionPolicy.String() != "RECOVERY WINDOW OF 7 DAYS" || s.LastBackupMaximumAge != 24*time.Hour ||
-		s.LastWALMaximumAge != time.Hour || s.BackupSchedule != "0 3 * * *" || s.MinimumRedundancy != 1 {
+		s.LastWALMaximumAge != time.Hour || s.BackupSchedule != "0 3 * * *" || s.MinimumRedundancy != 1 ||
+		s.VerifyBackupSchedule != "0 5 * * 0" || s.VerifyBackupMaxAge != DefaultVerifyMaxAge {
 		t.Errorf("example server: %+v", s)
 	}
 	// Every server option must be documented in the example, commented out or not.
@@ -407,6 +409,13 @@ func TestLoadErrors(t *testing.T) {
 			nil, []string{`server "a": key "backup_compression_level": backup_compression_level needs backup_compression`, `server "b": key "backup_compression_level": backup_compression_level 10 is out of range for gzip (1..9)`}, ErrInvalidValue},
 		{"bad cron", "servers:\n  a:\n    conninfo: h\n    backup_schedule: every night\n",
 			nil, []string{`key "backup_schedule": invalid backup_schedule "every night"`}, ErrInvalidValue},
+		{"bad verify cron", "global:\n  verify_backup_schedule: weekly\n  verify_backup_max_age: 0\nservers:\n  a:\n    conninfo: h\n    verify_backup_schedule: 61 * * * * * *\n    verify_backup_max_age: a week\n",
+			nil, []string{
+				`config.yaml:2: key "global.verify_backup_schedule": invalid verify_backup_schedule "weekly"`,
+				`config.yaml:3: key "global.verify_backup_max_age": must be greater than zero`,
+				`config.yaml:7: server "a": key "verify_backup_schedule": invalid verify_backup_schedule "61 * * * * * *"`,
+				`config.yaml:8: server "a": key "verify_backup_max_age": invalid duration "a week"`,
+			}, ErrInvalidValue},
 		{"ranges", "global:\n  web:\n    listen_address: nowhere\n  daemon:\n    archive_interval: 0\nservers:\n  a:\n    conninfo: h\n    parallel_jobs: 0\n    minimum_redundancy: -1\n    check_timeout: 0\n",
 			nil, []string{
 				`key "global.web.listen_address": invalid listen_address "nowhere"`,
@@ -493,5 +502,50 @@ func TestRedactedView(t *testing.T) {
 		if opts[i-1].Key >= opts[i].Key {
 			t.Fatalf("Options not sorted at %s, %s", opts[i-1].Key, opts[i].Key)
 		}
+	}
+}
+
+// A server takes the global verification options unless it sets its own;
+// "off" turns an inherited schedule off.
+func TestLoadVerifyBackupDefaults(t *testing.T) {
+	t.Parallel()
+	cfg, err := Load(LoadOptions{File: writeConfig(t, `
+global:
+  verify_backup_schedule: "@weekly"
+  verify_backup_max_age: 3 days
+servers:
+  inherits:
+    conninfo: h
+  own:
+    conninfo: h
+    verify_backup_schedule: "0 4 * * *"
+    verify_backup_max_age: 36h
+  off:
+    conninfo: h
+    verify_backup_schedule: "OFF"
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		server, schedule string
+		maxAge           time.Duration
+	}{
+		{"inherits", "@weekly", 72 * time.Hour},
+		{"own", "0 4 * * *", 36 * time.Hour},
+		{"off", "", 72 * time.Hour},
+	} {
+		s := cfg.Servers[tc.server]
+		if s.VerifyBackupSchedule != tc.schedule || s.VerifyBackupMaxAge != tc.maxAge {
+			t.Errorf("%s: schedule %q max age %s, want %q %s", tc.server, s.VerifyBackupSchedule, s.VerifyBackupMaxAge, tc.schedule, tc.maxAge)
+		}
+	}
+	// The environment overrides a server's option like any other.
+	cfg, err = Load(LoadOptions{File: writeConfig(t, minimal), Environ: []string{"CELLAR_SERVERS__PG1__VERIFY_BACKUP_SCHEDULE=@daily", "CELLAR_GLOBAL__VERIFY_BACKUP_MAX_AGE=2 days"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := cfg.Servers["pg1"]; s.VerifyBackupSchedule != "@daily" || s.VerifyBackupMaxAge != 48*time.Hour {
+		t.Errorf("env: %+v", s)
 	}
 }

@@ -274,7 +274,7 @@ func TestValidateCron(t *testing.T) {
 		{"0 3 * * $", false},
 		{"   ", false},
 	} {
-		err := validateCron(tc.in)
+		err := validateCron("backup_schedule", tc.in)
 		if (err == nil) != tc.ok {
 			t.Errorf("validateCron(%q) = %v, want ok=%v", tc.in, err, tc.ok)
 		}

@@ -195,17 +195,36 @@ func (c *Collector) collectServer(ch chan<- prometheus.Metric, t checks.Target, 
 	if !oldest.IsZero() {
 		ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, float64(oldest.UnixNano())/1e9, name)
 	}
+	labelled := dynamicSeries(values)
 	for _, g := range c.gauges {
-		if g.g.Label == "" {
+		switch {
+		case g.g.Label == "":
 			if v, ok := values[g.g.Name]; ok {
 				ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, v, name)
 			}
-			continue
-		}
-		for _, lv := range g.g.LabelValues {
-			if v, ok := values[checks.SeriesKey(g.g.Name, lv)]; ok {
-				ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, v, name, lv)
+		case g.g.LabelValues == nil:
+			for _, lv := range labelled[g.g.Name] {
+				ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, values[checks.SeriesKey(g.g.Name, lv)], name, lv)
+			}
+		default:
+			for _, lv := range g.g.LabelValues {
+				if v, ok := values[checks.SeriesKey(g.g.Name, lv)]; ok {
+					ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, v, name, lv)
+				}
 			}
 		}
 	}
+}
+
+// dynamicSeries groups the label values of the labelled series in values
+// by gauge name, for gauges whose label values are not known in advance
+// (backup ids).
+func dynamicSeries(values map[string]float64) map[string][]string {
+	out := map[string][]string{}
+	for k := range values {
+		if name, lv, ok := checks.ParseSeriesKey(k); ok {
+			out[name] = append(out[name], lv)
+		}
+	}
+	return out
 }
