@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/cellar-backup/cellar/catalog"
+	"github.com/cellar-backup/cellar/config"
 )
 
 // catalogLayout rebuilds the catalog layout of a target from its
@@ -21,14 +22,21 @@ func catalogLayout(t Target) catalog.Layout {
 // probeCatalogFormat reports which Barman's catalog format the server's
 // catalog is in, and so which Barman can still read it: Cellar keeps
 // writing the format it finds. A new catalog gets barman_compatibility's.
+// It fails when the WAL compression makes files that Barman cannot read;
+// not critical, so that it never stops a backup.
 func probeCatalogFormat() Probe {
 	return Probe{
-		Name: "catalog format", Key: "catalog_format", Group: "directories", Critical: true,
+		Name: "catalog format", Key: "catalog_format", Group: "directories", Critical: false,
 		Run: func(_ context.Context, t Target) Result {
 			l := catalogLayout(t)
 			f, found, err := catalog.DetectFormat(l)
 			if err != nil {
 				return Fail(oneLine(err.Error()))
+			}
+			if f == catalog.FormatBarman34 || (!found && l.DefaultFormat == catalog.FormatBarman34) {
+				if c := t.Config().Compression; c == config.CompressionLZ4 || c == config.CompressionZstd {
+					return Fail(fmt.Sprintf("compression %s: Barman 3.4 cannot read such WAL files; use gzip or bzip2 with this catalog", c))
+				}
 			}
 			if !found {
 				return Pass(fmt.Sprintf("new catalog, will be written for Barman %s (barman_compatibility)", l.DefaultFormat))

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/cellar-backup/cellar/catalog"
+	"github.com/cellar-backup/cellar/config"
 )
 
 // A catalog imported from Barman 3.4 has no meta/: the directories check
@@ -43,6 +44,18 @@ func TestProbeCatalogFormat(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestProbeCatalogFormatCompression(t *testing.T) {
+	t.Parallel()
+	tgt := newRealTarget(t, "pg")
+	tgt.cfg.Compression = config.CompressionZstd
+	mustProbe(t, tgt, "catalog_format", OK, "Barman 3.17")
+	os.Remove(tgt.dirs.Meta)
+	tgt.writeFile(t, filepath.Join(tgt.dirs.Wals, "xlog.db"))
+	mustProbe(t, tgt, "catalog_format", Critical, "compression zstd: Barman 3.4 cannot read")
+	tgt.cfg.Compression = config.CompressionGzip
+	mustProbe(t, tgt, "catalog_format", OK, "Barman 3.4")
 }
 
 func TestProbeCatalogFormatUnreadable(t *testing.T) {
