@@ -195,7 +195,17 @@ func TestBarman34RoundTrip(t *testing.T) {
 	if out := h.cellar(t, "show-backup", "pg", again); !strings.Contains(out, "DONE") {
 		t.Fatalf("cellar show-backup of Barman's backup:\n%s", out)
 	}
-	h.barman(t, "list-backups", "pg")
+	// Both JSON forms, live on the same catalog.
+	var barmanShow, cellarShow map[string]map[string]any
+	if err := json.Unmarshal([]byte(h.barman(t, "-f", "json", "show-backup", "pg", newer)), &barmanShow); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(h.cellar(t, "-f", "json", "show-backup", "pg", newer)), &cellarShow); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range missingKeys("show-backup", barmanShow["pg"], cellarShow["pg"]) {
+		t.Error(m)
+	}
 }
 
 // TestBarman317LayoutRoundTrip: the same Cellar operations in a catalog
