@@ -10,6 +10,7 @@ import (
 
 	"github.com/cellar-backup/cellar/alerts"
 	"github.com/cellar-backup/cellar/archive/stream"
+	"github.com/cellar-backup/cellar/catalog"
 	"github.com/cellar-backup/cellar/checks"
 	"github.com/cellar-backup/cellar/checktarget"
 	"github.com/cellar-backup/cellar/server"
@@ -120,6 +121,11 @@ func fixServer(ctx context.Context, g *globalOptions, s *server.Server) {
 	if err := s.MakeDirectories(); err != nil {
 		log.Warn("check --fix: create directories", "err", err)
 		return
+	}
+	if changed, err := catalog.RepairFormat(ctx, s.Layout()); err != nil {
+		log.Warn("check --fix: repair catalog format", "err", err)
+	} else if len(changed) > 0 {
+		log.Info("check --fix: put back in the catalog's Barman format", "files", changed)
 	}
 	if s.Config().IsPassive() {
 		return
