@@ -140,6 +140,17 @@ func TestBarman34RoundTrip(t *testing.T) {
 	h.barman(t, "switch-wal", "--force", "--archive", "--archive-timeout", "60", "pg")
 	first := h.barmanBackup(t)
 
+	// The state an older Cellar left (the issue): Barman 3.4 cannot read
+	// it, and `check --fix` puts it back.
+	breakLikeOldCellar(t, h.layout, first)
+	if out, err := exec.Command("barman", "-c", h.barmanCfg, "list-backups", "pg").CombinedOutput(); err == nil && strings.Contains(string(out), first) {
+		t.Fatalf("barman read the broken catalog:\n%s", out)
+	}
+	runCLI(t, "-c", h.cellarCfg, "check", "--fix", "pg")
+	if out := h.barman(t, "list-backups", "pg"); !strings.Contains(out, first) {
+		t.Fatalf("barman list-backups after check --fix:\n%s", out)
+	}
+
 	// Freshly imported: nothing to fix, and check says whose format it is.
 	out, errOut, code := runCLI(t, "-c", h.cellarCfg, "-f", "json", "check", "pg")
 	var doc map[string]map[string]struct{ Status, Hint string }
@@ -295,4 +306,23 @@ func mustReadFile(t *testing.T, p string) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// breakLikeOldCellar rewrites a Barman 3.4 catalog the way Cellar did
+// before it kept the catalog's format: five-field xlog.db lines, and
+// backup id's backup.info in meta/ with keys Barman 3.4 rejects.
+func breakLikeOldCellar(t *testing.T, l catalog.Layout, id string) {
+	t.Helper()
+	xlog := filepath.Join(l.WalsDir, "xlog.db")
+	data := mustReadFile(t, xlog)
+	mustWriteFile(t, xlog, []byte(strings.ReplaceAll(string(data), "\n", "\tNone\n")))
+	b, err := catalog.ReadBackupInfo(l.LegacyBackupInfoPath(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.ClusterSize, b.DataChecksums = catalog.Int64(1), "off"
+	mustWriteFile(t, l.MetaBackupInfoPath(id), b.Marshal())
+	if err := os.Remove(l.LegacyBackupInfoPath(id)); err != nil {
+		t.Fatal(err)
+	}
 }
