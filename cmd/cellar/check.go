@@ -42,7 +42,7 @@ func newCheckCommand(g *globalOptions) *cobra.Command {
 	f.StringArrayVar(&o.warning, "warning", nil, "warning range for a perfdata label, LABEL=RANGE (e.g. backup_age=86400); repeatable")
 	f.StringArrayVar(&o.critical, "critical", nil, "critical range for a perfdata label, LABEL=RANGE; repeatable")
 	f.DurationVar(&o.checkTimeout, "check-timeout", 0, "override check_timeout for every server")
-	f.BoolVar(&o.fix, "fix", false, "repair what can be repaired first: create missing catalog directories and the replication slot, archive pending WAL")
+	f.BoolVar(&o.fix, "fix", false, "repair what can be repaired first: create missing catalog directories and the replication slot, put a Barman 3.4 catalog back in its format, archive pending WAL")
 	return c
 }
 
