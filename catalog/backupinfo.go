@@ -684,10 +684,24 @@ func parseBackupInfoLines(data []byte, source string) (*BackupInfo, error) {
 // "key=value\n", None for null, backup_name and snapshots_info omitted
 // when null. Fields unchanged since parsing are written exactly as read.
 func (b *BackupInfo) Marshal() []byte {
+	data, _ := b.MarshalFormat(NewestFormat)
+	return data
+}
+
+// MarshalFormat is Marshal for a catalog of format f: only the keys that
+// version writes. A field it cannot store (an encrypted or incremental
+// backup in a Barman 3.4 catalog) is an error rather than silently lost.
+func (b *BackupInfo) MarshalFormat(format Format) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.Grow(2048)
 	for _, f := range infoFields {
 		v := f.format(b)
+		if !format.hasKey(f.key) {
+			if err := droppable(f.key, v, format); err != nil {
+				return nil, fmt.Errorf("backup %s: %w", b.ID, err)
+			}
+			continue
+		}
 		if v == "None" && f.hideIfNull {
 			continue
 		}
@@ -699,7 +713,18 @@ func (b *BackupInfo) Marshal() []byte {
 		buf.WriteString(v)
 		buf.WriteByte('\n')
 	}
-	return buf.Bytes()
+	return buf.Bytes(), nil
+}
+
+// droppable refuses to leave out a field whose value changes what the
+// backup is: an encrypted backup or an incremental one cannot be restored
+// by a Barman that does not know those fields. Descriptive fields (sizes,
+// checksums setting, children) are only lost.
+func droppable(key, value string, format Format) error {
+	if value == "None" || (key != "encryption" && key != "parent_backup_id") {
+		return nil
+	}
+	return fmt.Errorf("%s=%s cannot be stored in a Barman %s catalog", key, value, format)
 }
 
 // Regexps here are compiled on first use, not at package init: every

@@ -294,20 +294,56 @@ func (c *Catalog) Resolve(ref string) (*BackupInfo, error) {
 	return nil, fmt.Errorf("server %s: backup name %q matches %s: %w", c.layout.Server, ref, strings.Join(ids, ", "), ErrAmbiguous)
 }
 
-// Save writes b to meta/<id>-backup.info durably (creating meta/), which
-// is where Barman 3.13.2+ always writes, even for backups read from the
-// legacy location.
+// Save writes b's backup.info durably where the catalog's format keeps
+// it: meta/<id>-backup.info (3.13.2+, even for a backup read from the
+// legacy location), or base/<id>/backup.info with only the keys Barman 3.4
+// knows. A copy left in the other location (by an earlier Cellar) is
+// removed, so that readers see one backup.info.
 func (c *Catalog) Save(b *BackupInfo) error {
 	if err := ParseBackupID(b.ID); err != nil {
 		return fmt.Errorf("server %s: save: %w", c.layout.Server, err)
 	}
-	if err := c.ops.MkdirAll(c.layout.MetaDir, 0o700); err != nil {
+	format, err := c.layout.Format()
+	if err != nil {
+		return err
+	}
+	data, err := b.MarshalFormat(format)
+	if err != nil {
 		return fmt.Errorf("server %s: %w", c.layout.Server, err)
 	}
-	if err := c.ops.WriteFile(c.layout.MetaBackupInfoPath(b.ID), b.Marshal(), 0o600); err != nil {
+	path, stale := c.layout.MetaBackupInfoPath(b.ID), c.layout.LegacyBackupInfoPath(b.ID)
+	if format == FormatBarman34 {
+		path, stale = stale, path
+	}
+	if err := c.writeReplacing(path, stale, data); err != nil {
 		return fmt.Errorf("server %s: backup %s: %w", c.layout.Server, b.ID, err)
 	}
 	return nil
+}
+
+// writeReplacing writes path durably (creating its directory), then
+// removes stale, another location of the same file, when stale is in
+// meta/: an older Cellar wrote there in Barman 3.4 catalogs, and readers
+// prefer meta/. A legacy copy is left when meta/ gets the file, since
+// readers then ignore it and a 3.17 catalog may keep old backups there.
+func (c *Catalog) writeReplacing(path, stale string, data []byte) error {
+	if err := c.ops.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	if err := c.ops.WriteFile(path, data, 0o600); err != nil {
+		return err
+	}
+	if filepath.Dir(stale) != c.layout.MetaDir {
+		return nil
+	}
+	err := c.ops.Remove(stale)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return c.ops.SyncDir(filepath.Dir(stale))
 }
 
 // Keep targets of the keep annotation.
@@ -346,17 +382,23 @@ func (c *Catalog) Annotation(id, key string) (value string, ok bool, err error) 
 	return "", false, nil
 }
 
-// SetAnnotation writes meta/<id>-<key> durably (no trailing newline, as
-// Barman writes it).
+// SetAnnotation writes annotation key of backup id durably where the
+// catalog's format keeps it: meta/<id>-<key>, or
+// base/<id>/annotations/<key> in a Barman 3.4 catalog (no trailing
+// newline, as Barman writes it).
 func (c *Catalog) SetAnnotation(id, key, value string) error {
 	if err := ParseBackupID(id); err != nil {
 		return err
 	}
-	if err := c.ops.MkdirAll(c.layout.MetaDir, 0o700); err != nil {
-		return fmt.Errorf("server %s: %w", c.layout.Server, err)
+	format, err := c.layout.Format()
+	if err != nil {
+		return err
 	}
-	meta, _ := c.annotationPaths(id, key)
-	if err := c.ops.WriteFile(meta, []byte(value), 0o600); err != nil {
+	path, stale := c.annotationPaths(id, key)
+	if format == FormatBarman34 {
+		path, stale = stale, path
+	}
+	if err := c.writeReplacing(path, stale, []byte(value)); err != nil {
 		return fmt.Errorf("server %s: backup %s: annotation %s: %w", c.layout.Server, id, key, err)
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/cellar-backup/cellar/internal/durable"
@@ -24,6 +25,10 @@ type Layout struct {
 	MetaDir      string
 	BaseDir      string
 	LockDir      string
+	// DefaultFormat is the format of a catalog that has nothing written
+	// yet (barman_compatibility); an existing catalog keeps the format
+	// found on disk (see Layout.Format). The zero value is the newest.
+	DefaultFormat Format
 }
 
 // NewLayout returns Barman's default layout: every directory a child of
@@ -43,9 +48,13 @@ func NewLayout(server, backupDir, lockDir string) Layout {
 }
 
 // MakeDirs creates every directory of the layout (mode 0700), fsyncing the
-// parents.
+// parents. meta/ is left out of a Barman 3.4 catalog, which has none.
 func (l Layout) MakeDirs() error {
-	for _, d := range []string{l.BackupDir, l.WalsDir, l.IncomingDir, l.StreamingDir, l.ErrorsDir, l.MetaDir, l.BaseDir, l.LockDir} {
+	f, err := l.Format()
+	if err != nil {
+		return err
+	}
+	for _, d := range l.dirs(f) {
 		if d == "" {
 			continue
 		}
@@ -54,6 +63,15 @@ func (l Layout) MakeDirs() error {
 		}
 	}
 	return nil
+}
+
+// dirs lists the directories a catalog of format f has.
+func (l Layout) dirs(f Format) []string {
+	ds := []string{l.BackupDir, l.WalsDir, l.IncomingDir, l.StreamingDir, l.ErrorsDir, l.MetaDir, l.BaseDir, l.LockDir}
+	if f == FormatBarman34 {
+		ds = slices.DeleteFunc(ds, func(d string) bool { return d == l.MetaDir })
+	}
+	return ds
 }
 
 // IdentityPath is <bd>/identity.json.
@@ -76,15 +94,18 @@ func (l Layout) LegacyBackupInfoPath(id string) string {
 }
 
 // BackupInfoPath returns where backup id's backup.info is read from: the
-// meta/ file when it exists or when no legacy file exists (new backups),
-// otherwise the legacy base/<id>/backup.info. Writes always go to the meta
-// path (see Catalog.Save).
+// meta/ file when it exists, else the legacy base/<id>/backup.info when it
+// exists, else where Catalog.Save would write it for the catalog's format.
 func (l Layout) BackupInfoPath(id string) string {
 	p := l.MetaBackupInfoPath(id)
 	if exists(p) {
 		return p
 	}
-	if old := l.LegacyBackupInfoPath(id); exists(old) {
+	old := l.LegacyBackupInfoPath(id)
+	if exists(old) {
+		return old
+	}
+	if f, err := l.Format(); err == nil && f == FormatBarman34 {
 		return old
 	}
 	return p
@@ -100,13 +121,18 @@ func (l Layout) BackupDataDir(id string) string { return filepath.Join(l.BaseDir
 func XLogDBName(server string) string { return server + "-xlog.db" }
 
 // XLogDBPath returns the WAL catalog path: wals/<srv>-xlog.db when it
-// exists, else a pre-3.13 wals/xlog.db when that exists, else the new name.
+// exists, else a pre-3.13 wals/xlog.db when that exists, else the name the
+// catalog's format uses (the new name when the format cannot be read).
 func (l Layout) XLogDBPath() string {
 	p := filepath.Join(l.WalsDir, XLogDBName(l.Server))
 	if exists(p) {
 		return p
 	}
-	if old := filepath.Join(l.WalsDir, "xlog.db"); exists(old) {
+	old := filepath.Join(l.WalsDir, legacyXLogDBName)
+	if exists(old) {
+		return old
+	}
+	if f, err := l.Format(); err == nil && f == FormatBarman34 {
 		return old
 	}
 	return p

@@ -78,6 +78,12 @@ func (w WALInfo) Line() string {
 }
 
 func (w WALInfo) appendLine(b []byte) []byte {
+	return w.appendFields(b, 5)
+}
+
+// appendFields appends w's line with n fields: 5, or 4 (Barman before
+// 3.13, whose reader rejects a fifth field) when w is not encrypted.
+func (w WALInfo) appendFields(b []byte, n int) []byte {
 	b = append(b, w.Name...)
 	b = append(b, '\t')
 	b = strconv.AppendInt(b, w.Size, 10)
@@ -85,9 +91,34 @@ func (w WALInfo) appendLine(b []byte) []byte {
 	b = append(b, PyFloat(w.Time)...)
 	b = append(b, '\t')
 	b = append(b, noneIfEmpty(w.Compression)...)
-	b = append(b, '\t')
-	b = append(b, noneIfEmpty(w.Encryption)...)
+	if n > 4 || w.Encryption != "" {
+		b = append(b, '\t')
+		b = append(b, noneIfEmpty(w.Encryption)...)
+	}
 	return append(b, '\n')
+}
+
+// formatOfXLogDB is the format of a WAL catalog file, told by its name:
+// only Barman 3.13+ names it <server>-xlog.db.
+func formatOfXLogDB(path string) Format {
+	if filepath.Base(path) == legacyXLogDBName {
+		return FormatBarman34
+	}
+	return FormatBarman317
+}
+
+// encodeLines formats infos for the WAL catalog at path. An encrypted WAL
+// cannot be listed in a Barman 3.4 catalog, whose lines have no
+// encryption field.
+func encodeLines(path string, buf []byte, infos []WALInfo) ([]byte, error) {
+	f := formatOfXLogDB(path)
+	for _, w := range infos {
+		if w.Encryption != "" && f == FormatBarman34 {
+			return nil, fmt.Errorf("xlog.db %s: %s: encryption %s cannot be stored in a Barman %s catalog", path, w.Name, w.Encryption, f)
+		}
+		buf = w.appendFields(buf, f.xlogFields())
+	}
+	return buf, nil
 }
 
 func noneIfEmpty(s string) string {
@@ -202,9 +233,9 @@ func (x *XLogDB) Append(ctx context.Context, infos ...WALInfo) error {
 			}
 			infos = slices.DeleteFunc(slices.Clone(infos), func(w WALInfo) bool { return seen[w.Name] })
 		}
-		var buf []byte
-		for _, w := range infos {
-			buf = w.appendLine(buf)
+		buf, err := encodeLines(path, nil, infos)
+		if err != nil {
+			return err
 		}
 		return appendDurably(path, buf)
 	})
@@ -415,7 +446,9 @@ func commitPending(path string, t *renameio.PendingFile) error {
 }
 
 // Rewrite keeps the lines for which keep returns true and replaces the
-// catalog atomically. Kept lines are copied byte for byte. It returns how
+// catalog atomically. Kept lines are copied byte for byte, except that a
+// Barman 3.4 catalog (wals/xlog.db) gets its five-field lines back in four
+// fields. It returns how
 // many lines were dropped; when none were (and no torn fragment or blank
 // line is pending) the file is left untouched.
 func (x *XLogDB) Rewrite(ctx context.Context, keep func(WALInfo) bool) (removed int, err error) {
@@ -427,12 +460,19 @@ func (x *XLogDB) Rewrite(ctx context.Context, keep func(WALInfo) bool) (removed 
 		var out bytes.Buffer
 		out.Grow(len(data))
 		dirty := len(data) > 0 && data[len(data)-1] != '\n'
+		legacy := formatOfXLogDB(path) == FormatBarman34
 		err = scanFile(path, bytes.NewReader(data), 0, func(e XLogEntry) error {
 			end := e.Offset + int64(bytes.IndexByte(data[e.Offset:], '\n')) + 1
-			if keep(e.WALInfo) {
-				out.Write(data[e.Offset:end])
-			} else {
+			line := data[e.Offset:end]
+			switch {
+			case !keep(e.WALInfo):
 				removed++
+			case legacy && e.Encryption == "" && len(bytes.Fields(line)) > 4:
+				// A five-field line (written by an older Cellar) that
+				// Barman 3.4 cannot parse: rewritten in its format.
+				out.Write(e.appendFields(nil, 4))
+			default:
+				out.Write(line)
 			}
 			return nil
 		})
@@ -480,17 +520,21 @@ func (x *XLogDB) Reindex(ctx context.Context, infos []WALInfo) (added int, err e
 		if len(data) > 0 && data[len(data)-1] != '\n' {
 			data = data[:bytes.LastIndexByte(data, '\n')+1] // drop a torn fragment
 		}
-		buf := slices.Clone(data)
+		var fresh []WALInfo
 		for _, w := range infos {
 			if !listed[w.Name] {
 				listed[w.Name] = true
-				buf = w.appendLine(buf)
-				added++
+				fresh = append(fresh, w)
 			}
 		}
-		if added == 0 {
+		if len(fresh) == 0 {
 			return nil
 		}
+		buf, err := encodeLines(path, slices.Clone(data), fresh)
+		if err != nil {
+			return err
+		}
+		added = len(fresh)
 		return x.replaceFile(path, buf)
 	})
 	return added, err
@@ -513,19 +557,22 @@ func writeCatalog(path string, data []byte) error {
 
 // Replace atomically replaces the whole catalog with infos.
 func (x *XLogDB) Replace(ctx context.Context, infos []WALInfo) error {
-	var buf []byte
 	for _, w := range infos {
 		if err := w.validate(); err != nil {
 			return fmt.Errorf("server %s: xlog.db replace: %w", x.layout.Server, err)
 		}
-		buf = w.appendLine(buf)
 	}
 	lk, err := x.lock(ctx)
 	if err != nil {
 		return err
 	}
 	defer lk.Release()
-	return writeCatalog(x.layout.XLogDBPath(), buf)
+	path := x.layout.XLogDBPath()
+	buf, err := encodeLines(path, nil, infos)
+	if err != nil {
+		return fmt.Errorf("server %s: xlog.db replace: %w", x.layout.Server, err)
+	}
+	return writeCatalog(path, buf)
 }
 
 // Rebuild regenerates the catalog from the files in wals/ (Barman's
@@ -548,9 +595,9 @@ func (x *XLogDB) rebuildLocked(ctx context.Context, path string) ([]WALInfo, err
 	if err != nil {
 		return nil, fmt.Errorf("server %s: rebuild xlog.db: %w", x.layout.Server, err)
 	}
-	var buf []byte
-	for _, w := range infos {
-		buf = w.appendLine(buf)
+	buf, err := encodeLines(path, nil, infos)
+	if err != nil {
+		return nil, fmt.Errorf("server %s: rebuild xlog.db: %w", x.layout.Server, err)
 	}
 	if err := writeCatalog(path, buf); err != nil {
 		return nil, fmt.Errorf("server %s: rebuild xlog.db: %w", x.layout.Server, err)

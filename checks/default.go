@@ -31,6 +31,7 @@ func Default() *Registry {
 		probeWALStreamingSlot(),
 		// check_directories, check_retention_policy_settings
 		probeDirectories(),
+		probeCatalogFormat(),
 		probeRetentionPolicySettings(),
 		// check_backup_validity
 		probeBackupMaximumAge(),

@@ -97,24 +97,34 @@ func queueProbe(name, key, gauge string, streaming bool) Probe {
 	}
 }
 
-// probeDirectories verifies the *_directory paths exist and are
-// directories. Barman creates missing ones here; Cellar's check only
-// reports (the operations create what they need).
+// probeDirectories verifies the *_directory paths are directories. Barman
+// creates missing ones here; Cellar's check only reports (check --fix and
+// the operations create what they need). A missing one passes: a freshly
+// imported catalog lacks the directories Cellar creates on first write,
+// and that must not page anyone.
 func probeDirectories() Probe {
 	return Probe{
 		Name: "directories", Key: "directories", Group: "directories", Critical: true,
 		Run: func(_ context.Context, t Target) Result {
-			for _, d := range t.Directories().All() {
+			var missing []string
+			for _, d := range neededDirs(t) {
 				if d == "" {
 					continue
 				}
 				fi, err := os.Stat(d)
+				if errors.Is(err, fs.ErrNotExist) {
+					missing = append(missing, d)
+					continue
+				}
 				if err != nil {
 					return Fail(fmt.Sprintf("%s: %s", d, strerror(err)))
 				}
 				if !fi.IsDir() {
 					return Fail(fmt.Sprintf("%s: not a directory", d))
 				}
+			}
+			if len(missing) > 0 {
+				return Pass("created when first needed: " + strings.Join(missing, ", "))
 			}
 			return Pass("")
 		},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/cellar-backup/cellar/catalog"
 	"github.com/cellar-backup/cellar/config"
 	"github.com/cellar-backup/cellar/wal"
 )
@@ -92,6 +93,9 @@ type Directories struct {
 	Errors    string // <bd>/errors
 	Meta      string // <bd>/meta
 	XLogDB    string // <bd>/wals/<server>-xlog.db
+	// DefaultFormat is the catalog format of a new, empty catalog
+	// (barman_compatibility); see catalog.Layout.DefaultFormat.
+	DefaultFormat catalog.Format
 }
 
 // All lists the `*_directory` paths the `directories` check verifies, in a

@@ -63,6 +63,7 @@ func (t *Target) Directories() checks.Directories {
 	return checks.Directories{
 		Backup: l.BackupDir, Base: l.BaseDir, Wals: l.WalsDir, Incoming: l.IncomingDir,
 		Streaming: l.StreamingDir, Errors: l.ErrorsDir, Meta: l.MetaDir, XLogDB: l.XLogDBPath(),
+		DefaultFormat: l.DefaultFormat,
 	}
 }
 

@@ -64,7 +64,7 @@ func (s *Server) backupHookEnv(b *catalog.BackupInfo) hooks.Env {
 	e := hooks.BackupEnv{
 		BackupDir:      s.layout.BackupDirPath(b.ID),
 		BackupID:       b.ID,
-		BackupInfoPath: s.layout.MetaBackupInfoPath(b.ID),
+		BackupInfoPath: s.layout.BackupInfoPath(b.ID),
 		Status:         string(b.Status),
 		Error:          b.Error,
 	}

@@ -118,6 +118,7 @@ func listBackups(cmd *cobra.Command, g *globalOptions, s *server.Server, minimal
 		return e.b.ID
 	}
 	sort.Slice(entries, func(i, j int) bool { return id(entries[i]) > id(entries[j]) })
+	labels := retentionLabels(s)
 	var rows []map[string]any
 	for _, e := range entries {
 		var row map[string]any
@@ -125,7 +126,7 @@ func listBackups(cmd *cobra.Command, g *globalOptions, s *server.Server, minimal
 		if e.u != nil {
 			row, line = unreadableRow(s, e.u)
 		} else {
-			row, line = backupRow(s, e.b, stats[e.b.ID])
+			row, line = backupRow(s, e.b, stats[e.b.ID], labels[e.b.ID])
 		}
 		rows = append(rows, row)
 		switch {
@@ -150,21 +151,8 @@ func unreadableRow(s *server.Server, u *catalog.UnreadableError) (map[string]any
 	return row, fmt.Sprintf("%s %s - %s (%s: %v)", s.Name(), u.ID, catalog.StatusUnreadable, u.Path, u.Err)
 }
 
-func backupRow(s *server.Server, b *catalog.BackupInfo, st *server.WALStats) (map[string]any, string) {
-	row := map[string]any{
-		"backup_id":   b.ID,
-		"backup_name": b.BackupName,
-		"status":      string(b.Status),
-		"backup_type": b.BackupType(),
-	}
-	if !b.EndTime.IsZero() {
-		row["end_time"] = b.EndTime.Format(time.RFC3339)
-		row["end_time_timestamp"] = b.EndTime.Unix()
-	}
-	if b.Status == catalog.StatusDone || b.Status == catalog.StatusWaitingForWALs {
-		row["size_bytes"] = i64(b.Size) + st.Size
-		row["wal_size_bytes"] = st.UntilNextSize
-	}
+func backupRow(s *server.Server, b *catalog.BackupInfo, st *server.WALStats, retention string) (map[string]any, string) {
+	row := listBackupJSON(b, st, retention)
 	name := ""
 	if b.BackupName != "" {
 		name = " '" + b.BackupName + "'"
@@ -200,24 +188,10 @@ func newShowBackupCommand(g *globalOptions) *cobra.Command {
 			if st == nil {
 				st = &server.WALStats{}
 			}
-			sec := showBackupSections(s, b, st)
 			if g.json() {
-				m := map[string]any{}
-				for _, x := range sec {
-					if x.title == "" {
-						for _, r := range x.rows {
-							m[r[0]] = r[1]
-						}
-						continue
-					}
-					sub := map[string]any{}
-					for _, r := range x.rows {
-						sub[r[0]] = r[1]
-					}
-					m[x.title] = sub
-				}
-				return writeJSON(g.out, map[string]any{s.Name(): m})
+				return writeJSON(g.out, map[string]any{s.Name(): showBackupJSON(s, b, st, retentionLabels(s)[b.ID])})
 			}
+			sec := showBackupSections(s, b, st)
 			printSections(g.out, b.ID, sec)
 			return nil
 		},

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cellar-backup/cellar/alerts"
 	"github.com/cellar-backup/cellar/archive/stream"
+	"github.com/cellar-backup/cellar/catalog"
 	"github.com/cellar-backup/cellar/checks"
 	"github.com/cellar-backup/cellar/checktarget"
 	"github.com/cellar-backup/cellar/server"
@@ -41,7 +42,7 @@ func newCheckCommand(g *globalOptions) *cobra.Command {
 	f.StringArrayVar(&o.warning, "warning", nil, "warning range for a perfdata label, LABEL=RANGE (e.g. backup_age=86400); repeatable")
 	f.StringArrayVar(&o.critical, "critical", nil, "critical range for a perfdata label, LABEL=RANGE; repeatable")
 	f.DurationVar(&o.checkTimeout, "check-timeout", 0, "override check_timeout for every server")
-	f.BoolVar(&o.fix, "fix", false, "repair what can be repaired first: create missing catalog directories and the replication slot, archive pending WAL")
+	f.BoolVar(&o.fix, "fix", false, "repair what can be repaired first: create missing catalog directories and the replication slot, put a Barman 3.4 catalog back in its format, archive pending WAL")
 	return c
 }
 
@@ -120,6 +121,11 @@ func fixServer(ctx context.Context, g *globalOptions, s *server.Server) {
 	if err := s.MakeDirectories(); err != nil {
 		log.Warn("check --fix: create directories", "err", err)
 		return
+	}
+	if changed, err := catalog.RepairFormat(ctx, s.Layout()); err != nil {
+		log.Warn("check --fix: repair catalog format", "err", err)
+	} else if len(changed) > 0 {
+		log.Info("check --fix: put back in the catalog's Barman format", "files", changed)
 	}
 	if s.Config().IsPassive() {
 		return
