@@ -42,7 +42,7 @@ func FuzzPutWAL(f *testing.F) {
 	f.Add(bytes.Repeat([]byte{0}, 1024))
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		dir := t.TempDir()
-		_, err := putWAL(context.Background(), dir, dir+"/errors", time.Unix(0, 0), bytes.NewReader(stream))
+		_, err := putWAL(context.Background(), dir, dir+"/errors", 0, time.Unix(0, 0), bytes.NewReader(stream))
 		if err != nil {
 			if left := listDir(t, dir); len(left) != 0 {
 				t.Fatalf("rejected stream left %v", left)
