@@ -226,7 +226,7 @@ func signalName(sig syscall.Signal) string {
 
 // signalGrace is how long a signalled command may take to clean up (remove
 // its temp files) before the process exits anyway.
-const signalGrace = 5 * time.Second
+const signalGrace = 2 * time.Second
 
 // runWithSignals runs the CLI with SIGINT, SIGTERM and SIGQUIT cancelling
 // its context. Go's default SIGQUIT action dumps every goroutine's stack
