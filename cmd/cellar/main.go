@@ -224,9 +224,12 @@ func signalName(sig syscall.Signal) string {
 	return sig.String()
 }
 
-// signalGrace is how long a signalled command may take to clean up (remove
-// its temp files) before the process exits anyway.
-const signalGrace = 2 * time.Second
+// quitGrace is how long a command may take to clean up after SIGQUIT
+// (remove its temp files) before the process exits anyway. SIGQUIT is
+// PostgreSQL's immediate shutdown, which sends SIGKILL a few seconds
+// later; SIGINT and SIGTERM wait for the command (the daemon's graceful
+// stop may take longer), and a second signal exits at once.
+const quitGrace = 2 * time.Second
 
 // runWithSignals runs the CLI with SIGINT, SIGTERM and SIGQUIT cancelling
 // its context. Go's default SIGQUIT action dumps every goroutine's stack
@@ -234,8 +237,7 @@ const signalGrace = 2 * time.Second
 // shutdown catches archive_command running; here every such signal ends
 // the command instead. A command that then returns an error (it was
 // interrupted) exits 128+N after one line on stderr; one that returns
-// nil (the daemon's graceful stop) exits 0. A second signal, or the grace
-// period running out, exits at once.
+// nil (the daemon's graceful stop) exits 0.
 func runWithSignals(args []string, stdout, stderr io.Writer, environ []string) int {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT)
@@ -252,17 +254,26 @@ func runWithSignals(args []string, stdout, stderr io.Writer, environ []string) i
 		sig = &signalError{sig: s.(syscall.Signal)}
 		cancel(sig)
 	}
-	code := sig.exitCode()
-	timer := time.NewTimer(signalGrace)
-	defer timer.Stop()
+	return waitAfterSignal(sig, done, sigs, stderr)
+}
+
+// waitAfterSignal waits for the cancelled command (see quitGrace) and
+// returns the process exit code.
+func waitAfterSignal(sig *signalError, done <-chan int, sigs <-chan os.Signal, stderr io.Writer) int {
+	var deadline <-chan time.Time
+	if sig.sig == syscall.SIGQUIT {
+		timer := time.NewTimer(quitGrace)
+		defer timer.Stop()
+		deadline = timer.C
+	}
 	select {
 	case c := <-done:
 		if c == exitOK {
 			return exitOK
 		}
 	case <-sigs:
-	case <-timer.C:
+	case <-deadline:
 	}
 	fmt.Fprintf(stderr, "cellar: %s\n", sig.Error())
-	return code
+	return sig.exitCode()
 }
