@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -17,8 +18,11 @@ import (
 )
 
 // realSegments has PostgreSQL archive a few segments into its archive
-// directory and returns their contents by name, plus the system identifier.
-func realSegments(t *testing.T, n int) (map[string][]byte, uint64) {
+// directory and returns their contents by name, plus the system identifier
+// and a directory holding one pristine copy of each (fsynced, with an old
+// mtime), which faultEnv hard-links into each fresh incoming/ so that the
+// many runs do not rewrite 16 MiB segments.
+func realSegments(t *testing.T, n int) (map[string][]byte, uint64, string) {
 	t.Helper()
 	c := pgtest.Start(t, pgtest.Options{Archive: true})
 	names := c.GenerateWAL(t, n)
@@ -28,23 +32,30 @@ func realSegments(t *testing.T, n int) (map[string][]byte, uint64) {
 		t.Fatal(err)
 	}
 	segs := map[string][]byte{}
+	pristine := t.TempDir()
 	for _, name := range names {
 		b, err := os.ReadFile(filepath.Join(c.ArchiveDir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
 		segs[name] = b
+		put(t, pristine, name, b)
 	}
-	return segs, sysID
+	if err := exec.Command("sync").Run(); err != nil {
+		t.Fatal(err)
+	}
+	return segs, sysID, pristine
 }
 
 // faultEnv is a fresh catalog with the segments in incoming/.
-func faultEnv(t *testing.T, segs map[string][]byte, sysID uint64, comp string) *testEnv {
+func faultEnv(t *testing.T, pristine string, segs map[string][]byte, sysID uint64, comp string) *testEnv {
 	t.Helper()
 	e := newEnv(t, uint64(16<<20), comp)
 	e.opts.SystemID = sysID
-	for name, b := range segs {
-		put(t, e.opts.Layout.IncomingDir, name, b)
+	for name := range segs {
+		if err := os.Link(filepath.Join(pristine, name), filepath.Join(e.opts.Layout.IncomingDir, name)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return e
 }
@@ -85,12 +96,12 @@ func checkNothingLost(t *testing.T, e *testEnv, segs map[string][]byte, step str
 // everything exactly once.
 func TestArchiveWALFaultInjection(t *testing.T) {
 	t.Parallel()
-	segs, sysID := realSegments(t, 3)
+	segs, sysID, pristine := realSegments(t, 2)
 	for _, comp := range []string{CompressionNone, CompressionZstd} {
 		t.Run("compression="+comp, func(t *testing.T) {
 			t.Parallel()
 			count := faultfs.New(0)
-			e := faultEnv(t, segs, sysID, comp)
+			e := faultEnv(t, pristine, segs, sysID, comp)
 			e.opts.Ops = count
 			e.archive()
 			total := len(count.Calls())
@@ -98,16 +109,16 @@ func TestArchiveWALFaultInjection(t *testing.T) {
 				t.Fatalf("only %d mutations counted for %d segments: %v", total, len(segs), count.Calls())
 			}
 			for n := 1; n <= total; n++ {
-				faultRun(t, segs, sysID, comp, n)
+				faultRun(t, pristine, segs, sysID, comp, n)
 			}
 		})
 	}
 }
 
-func faultRun(t *testing.T, segs map[string][]byte, sysID uint64, comp string, n int) {
+func faultRun(t *testing.T, pristine string, segs map[string][]byte, sysID uint64, comp string, n int) {
 	t.Helper()
 	ffs := faultfs.New(n)
-	e := faultEnv(t, segs, sysID, comp)
+	e := faultEnv(t, pristine, segs, sysID, comp)
 	e.opts.Ops = ffs
 	a, err := NewArchiver(e.opts)
 	if err != nil {
