@@ -1,10 +1,11 @@
 package archive
 
 import (
-	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -22,7 +23,7 @@ import (
 // and a directory holding one pristine copy of each (fsynced, with an old
 // mtime), which faultEnv hard-links into each fresh incoming/ so that the
 // many runs do not rewrite 16 MiB segments.
-func realSegments(t *testing.T, n int) (map[string][]byte, uint64, string) {
+func realSegments(t *testing.T, n int) (map[string][32]byte, uint64, string) {
 	t.Helper()
 	c := pgtest.Start(t, pgtest.Options{Archive: true})
 	names := c.GenerateWAL(t, n)
@@ -31,14 +32,14 @@ func realSegments(t *testing.T, n int) (map[string][]byte, uint64, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	segs := map[string][]byte{}
+	segs := map[string][32]byte{}
 	pristine := t.TempDir()
 	for _, name := range names {
 		b, err := os.ReadFile(filepath.Join(c.ArchiveDir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		segs[name] = b
+		segs[name] = sha256.Sum256(b)
 		put(t, pristine, name, b)
 	}
 	if err := exec.Command("sync").Run(); err != nil {
@@ -48,7 +49,7 @@ func realSegments(t *testing.T, n int) (map[string][]byte, uint64, string) {
 }
 
 // faultEnv is a fresh catalog with the segments in incoming/.
-func faultEnv(t *testing.T, pristine string, segs map[string][]byte, sysID uint64, comp string) *testEnv {
+func faultEnv(t *testing.T, pristine string, segs map[string][32]byte, sysID uint64, comp string) *testEnv {
 	t.Helper()
 	e := newEnv(t, uint64(16<<20), comp)
 	e.opts.SystemID = sysID
@@ -62,7 +63,7 @@ func faultEnv(t *testing.T, pristine string, segs map[string][]byte, sysID uint6
 
 // checkNothingLost: every segment is still in incoming/ (whole) or stored
 // in wals/ and listed in xlog.db, or both.
-func checkNothingLost(t *testing.T, e *testEnv, segs map[string][]byte, step string) {
+func checkNothingLost(t *testing.T, e *testEnv, segs map[string][32]byte, step string) {
 	t.Helper()
 	listed := map[string]bool{}
 	for _, n := range e.xlogNames() {
@@ -70,16 +71,18 @@ func checkNothingLost(t *testing.T, e *testEnv, segs map[string][]byte, step str
 	}
 	for name, want := range segs {
 		inIncoming := false
-		if b, err := os.ReadFile(filepath.Join(e.opts.Layout.IncomingDir, name)); err == nil {
-			if !bytes.Equal(b, want) {
-				t.Fatalf("%s: incoming copy of %s changed", step, name)
+		if f, err := os.Open(filepath.Join(e.opts.Layout.IncomingDir, name)); err == nil {
+			got, err := hashOf(func(w io.Writer) error { _, err := io.Copy(w, f); return err })
+			f.Close()
+			if err != nil || got != want {
+				t.Fatalf("%s: incoming copy of %s changed (%v)", step, name, err)
 			}
 			inIncoming = true
 		}
 		archived := false
 		if listed[name] {
-			var buf bytes.Buffer
-			if err := GetWAL(context.Background(), e.opts, name, &buf, GetOptions{}); err != nil || !bytes.Equal(buf.Bytes(), want) {
+			got, err := hashOf(func(w io.Writer) error { return GetWAL(context.Background(), e.opts, name, w, GetOptions{}) })
+			if err != nil || got != want {
 				t.Fatalf("%s: %s listed in xlog.db but not stored whole: %v", step, name, err)
 			}
 			archived = true
@@ -88,6 +91,15 @@ func checkNothingLost(t *testing.T, e *testEnv, segs map[string][]byte, step str
 			t.Fatalf("%s: %s lost (not in incoming/, not archived and catalogued)", step, name)
 		}
 	}
+}
+
+// hashOf is the SHA-256 of what fill writes.
+func hashOf(fill func(w io.Writer) error) ([32]byte, error) {
+	h := sha256.New()
+	err := fill(h)
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return sum, err
 }
 
 // TestArchiveWALFaultInjection fails each filesystem mutation of an
@@ -115,7 +127,7 @@ func TestArchiveWALFaultInjection(t *testing.T) {
 	}
 }
 
-func faultRun(t *testing.T, pristine string, segs map[string][]byte, sysID uint64, comp string, n int) {
+func faultRun(t *testing.T, pristine string, segs map[string][32]byte, sysID uint64, comp string, n int) {
 	t.Helper()
 	ffs := faultfs.New(n)
 	e := faultEnv(t, pristine, segs, sysID, comp)
