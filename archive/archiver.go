@@ -20,6 +20,7 @@ import (
 	"github.com/cellar-backup/cellar/internal/hooks"
 	"github.com/cellar-backup/cellar/internal/lock"
 	"github.com/cellar-backup/cellar/wal"
+	"golang.org/x/sys/unix"
 )
 
 // Archiver names as Barman prints them.
@@ -158,12 +159,19 @@ func listBatch(dir string, streaming bool, size int) (batch, error) {
 	var names []string
 	for _, e := range entries {
 		n := e.Name()
-		if strings.HasPrefix(n, ".") || strings.HasSuffix(n, ".tmp") {
-			continue
+		switch {
+		case strings.HasPrefix(n, ".") || strings.HasSuffix(n, ".tmp"):
+		case !e.Type().IsRegular():
+			// A symlink (to anything, anywhere), a directory, a FIFO...
+			// is never a WAL file PostgreSQL sent: it goes to errors/
+			// without being opened, and never holds up the real files.
+			b.unknown = append(b.unknown, n)
+		default:
+			names = append(names, n)
 		}
-		names = append(names, n)
 	}
 	slices.Sort(names)
+	slices.Sort(b.unknown)
 	if streaming {
 		// pg_receivewal writes the current segment as <seg>.partial: hold
 		// back the newest .partial (older ones, left by timeline switches
@@ -203,7 +211,7 @@ func listBatch(dir string, streaming bool, size int) (batch, error) {
 	return b, nil
 }
 
-func (a *Archiver) runBatch(ctx context.Context, rep *Report, archiver, dir string, size int) error {
+func (a *Archiver) runBatch(ctx context.Context, rep *Report, archiver, dir string, size int) (err error) {
 	o := &a.opts
 	log := o.logger().With("archiver", archiver)
 	b, err := listBatch(dir, archiver == StreamingArchiverName, size)
@@ -227,10 +235,11 @@ func (a *Archiver) runBatch(ctx context.Context, rep *Report, archiver, dir stri
 	// duplicate of its stored copy and is dropped by the next run.
 	removed := false
 	defer func() {
-		if removed {
-			if err := durable.SyncDir(dir); err != nil {
-				log.Warn("fsync source directory", "dir", dir, "err", err)
-			}
+		if !removed {
+			return
+		}
+		if serr := o.ops().SyncDir(dir); serr != nil && err == nil {
+			err = fmt.Errorf("server %s: %s: %w", o.Server, archiver, serr)
 		}
 	}()
 	archive := func(_ int, name string) (fileResult, error) { return a.archiveFile(ctx, dir, name) }
@@ -290,19 +299,31 @@ func (a *Archiver) runBatch(ctx context.Context, rep *Report, archiver, dir stri
 			log.Warn("invalid WAL file left in place: it may still be being written", "wal", name, "err", res.reason)
 		}
 	}
-	if len(b.unknown) > 0 {
-		fmt.Fprintf(out, "Some unknown objects have been found while processing xlog segments for %s. Objects moved to errors directory:\n", o.Server)
-		for _, name := range b.unknown {
-			ename, err := moveToErrors(dir, name, o.Layout.ErrorsDir, ErrorKindUnknown, o.now())
-			if err != nil {
-				return fmt.Errorf("server %s: %s: %w", o.Server, archiver, err)
-			}
-			fmt.Fprintf(out, "\t%s\n", name)
-			rep.Unknown = append(rep.Unknown, ename)
-			log.Warn("unknown file moved to errors", "file", ename)
-		}
+	return a.moveUnknown(rep, archiver, dir, b.unknown)
+}
+
+// moveUnknown moves the entries that are not WAL files to errors/. One
+// that cannot be moved is reported (the run fails) but does not stop the
+// others.
+func (a *Archiver) moveUnknown(rep *Report, archiver, dir string, unknown []string) error {
+	o := &a.opts
+	if len(unknown) == 0 {
+		return nil
 	}
-	return nil
+	out, log := o.out(), o.logger().With("archiver", archiver)
+	fmt.Fprintf(out, "Some unknown objects have been found while processing xlog segments for %s. Objects moved to errors directory:\n", o.Server)
+	var errs []error
+	for _, name := range unknown {
+		ename, err := moveToErrors(o.ops(), dir, name, o.Layout.ErrorsDir, ErrorKindUnknown, o.now())
+		if err != nil {
+			errs = append(errs, fmt.Errorf("server %s: %s: %w", o.Server, archiver, err))
+			continue
+		}
+		fmt.Fprintf(out, "\t%s\n", name)
+		rep.Unknown = append(rep.Unknown, ename)
+		log.Warn("unknown file moved to errors", "file", ename)
+	}
+	return errors.Join(errs...)
 }
 
 type outcome int
@@ -373,7 +394,7 @@ func (a *Archiver) archiveFile(ctx context.Context, dir, name string) (fileResul
 	if err := a.appendXLog(ctx, n, res.size, fi.ModTime(), res.compression); err != nil {
 		return fileResult{}, err
 	}
-	if err := os.Remove(src); err != nil {
+	if err := o.ops().Remove(src); err != nil {
 		return fileResult{}, fmt.Errorf("remove archived source %s: %w", src, err)
 	}
 	return res, nil
@@ -385,7 +406,7 @@ func (a *Archiver) reject(dir, name string, reason error, fresh bool) (fileResul
 	if fresh {
 		return fileResult{outcome: outDeferred, reason: reason}, nil
 	}
-	ename, err := moveToErrors(dir, name, a.opts.Layout.ErrorsDir, ErrorKindUnknown, a.opts.now())
+	ename, err := moveToErrors(a.opts.ops(), dir, name, a.opts.Layout.ErrorsDir, ErrorKindUnknown, a.opts.now())
 	if err != nil {
 		return fileResult{}, err
 	}
@@ -401,7 +422,7 @@ func (a *Archiver) duplicate(ctx context.Context, dir string, n wal.Name, src, d
 		return fileResult{}, err
 	}
 	if !same {
-		ename, err := moveToErrors(dir, n.String(), a.opts.Layout.ErrorsDir, ErrorKindDuplicate, a.opts.now())
+		ename, err := moveToErrors(a.opts.ops(), dir, n.String(), a.opts.Layout.ErrorsDir, ErrorKindDuplicate, a.opts.now())
 		if err != nil {
 			return fileResult{}, err
 		}
@@ -417,7 +438,7 @@ func (a *Archiver) duplicate(ctx context.Context, dir string, n wal.Name, src, d
 	if err := durable.SyncFile(dst); err != nil {
 		return fileResult{}, err
 	}
-	if err := durable.SyncDir(filepath.Dir(dst)); err != nil {
+	if err := a.opts.ops().SyncDir(filepath.Dir(dst)); err != nil {
 		return fileResult{}, err
 	}
 	listed, err := a.xlogHas(ctx, n)
@@ -429,7 +450,7 @@ func (a *Archiver) duplicate(ctx context.Context, dir string, n wal.Name, src, d
 			return fileResult{}, err
 		}
 	}
-	if err := os.Remove(src); err != nil {
+	if err := a.opts.ops().Remove(src); err != nil {
 		return fileResult{}, fmt.Errorf("remove duplicate source %s: %w", src, err)
 	}
 	return fileResult{outcome: outDropped}, nil
@@ -437,8 +458,12 @@ func (a *Archiver) duplicate(ctx context.Context, dir string, n wal.Name, src, d
 
 // sameContent compares the decompressed content of two files.
 func (a *Archiver) sameContent(src, dst string) (bool, string, error) {
-	fa, err := os.Open(src)
+	fa, err := openSource(src)
 	if err != nil {
+		var inv *invalidError
+		if errors.As(err, &inv) {
+			return false, "", nil // unreadable: cannot be proven identical
+		}
 		return false, "", err
 	}
 	defer fa.Close()
@@ -603,11 +628,11 @@ func (c *countWriter) Write(p []byte) (int, error) {
 // nothing behind.
 func (a *Archiver) store(ctx context.Context, n wal.Name, src, dst string, fi fs.FileInfo) (fileResult, error) {
 	o := &a.opts
-	if err := durable.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+	if err := o.ops().MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		return fileResult{}, err
 	}
 	a.sweepTemps(filepath.Dir(dst))
-	f, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	f, err := openSource(src)
 	if err != nil {
 		return fileResult{}, err
 	}
@@ -698,10 +723,30 @@ func (a *Archiver) store(ctx context.Context, n wal.Name, src, dst string, fi fs
 	if err := os.Chtimes(pf.Name(), fi.ModTime(), fi.ModTime()); err != nil {
 		return fileResult{}, err
 	}
-	if err := commitPending(pf, src, dst); err != nil {
+	if err := commitPending(o.ops(), pf, src, dst); err != nil {
 		return fileResult{}, err
 	}
 	return fileResult{outcome: outArchived, compression: comp, size: cw.n}, nil
+}
+
+// openSource opens a file to archive without following a symlink. A file
+// this user may not read (another user's file with a private mode) or a
+// symlink swapped in since the directory was listed can never be archived:
+// that is a validation failure (the file goes to errors/), not an I/O
+// error that would stop the run and hold up every file behind it.
+func openSource(src string) (*os.File, error) {
+	f, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	switch {
+	case errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.ELOOP):
+		return nil, invalidf("%s cannot be read by the archiver: %w", src, err)
+	case err != nil:
+		return nil, err
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, invalidf("%s is not a regular file", src)
+	}
+	return f, nil
 }
 
 // compressInto validates the plain bytes of f on their way into a comp
@@ -719,14 +764,21 @@ func compressInto(ctx context.Context, enc *Encoders, buf []byte, w io.Writer, f
 }
 
 // commitPending makes a fully written pending file the stored dst: fsync,
-// rename, fsync of the directory.
-func commitPending(pf *durable.PendingFile, src, dst string) error {
+// rename, fsync of the directory (ops.Rename). The caller's deferred
+// Cleanup then only closes the file.
+func commitPending(ops durable.Ops, pf *durable.PendingFile, src, dst string) error {
 	// The archive-wal lock makes us the only writer of wals/, and dst was
 	// absent a moment ago; re-check so a stored file is never replaced.
 	if _, err := os.Lstat(dst); err == nil {
 		return fmt.Errorf("%s appeared while archiving %s", dst, src)
 	}
-	return pf.Commit()
+	if err := pf.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", pf.Name(), err)
+	}
+	if err := ops.Rename(pf.Name(), dst); err != nil {
+		return fmt.Errorf("store %s: %w", dst, err)
+	}
+	return nil
 }
 
 // storeByLink stores an uncompressed file without copying it: after the
@@ -767,20 +819,35 @@ func (a *Archiver) storeByLink(n wal.Name, f *os.File, src, dst string, fi fs.Fi
 	if err := f.Sync(); err != nil {
 		return fileResult{}, false, nil
 	}
-	if err := os.Link(src, dst); err != nil {
-		if errors.Is(err, fs.ErrExist) {
+	if err := a.opts.ops().Link(src, dst); err != nil {
+		switch {
+		case errors.Is(err, fs.ErrExist):
 			return fileResult{}, false, fmt.Errorf("%s appeared while archiving %s", dst, src)
+		case linkUnsupported(err):
+			return fileResult{}, false, nil // copy instead
 		}
-		return fileResult{}, false, nil // EXDEV, EPERM...: copy instead
+		return fileResult{}, false, fmt.Errorf("store %s: %w", dst, err)
 	}
 	// The stored file follows Cellar's modes, whoever wrote the source.
 	if err := os.Chmod(dst, 0o600); err != nil {
 		return fileResult{}, true, err
 	}
-	if err := durable.SyncDir(filepath.Dir(dst)); err != nil {
+	if err := a.opts.ops().SyncDir(filepath.Dir(dst)); err != nil {
 		return fileResult{}, true, err
 	}
 	return fileResult{outcome: outArchived, compression: CompressionNone, size: fi.Size()}, true, nil
+}
+
+// linkUnsupported reports a link(2) failure that copying avoids: another
+// file system, a file system without hard links, the link count limit, or
+// protected_hardlinks refusing a file owned by another user.
+func linkUnsupported(err error) bool {
+	for _, e := range []error{syscall.EXDEV, syscall.EPERM, syscall.EMLINK, syscall.ENOTSUP, syscall.EOPNOTSUPP} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // sweepTemps removes pending files that a killed archive-wal left in a
@@ -854,52 +921,53 @@ func copyBuffer(ctx context.Context, dst io.Writer, src io.Reader, buf []byte) (
 }
 
 // moveToErrors moves dir/name into errorsDir as <name>.<stamp>.<kind>,
-// never replacing an existing file, and fsyncs both directories. name is a
-// directory entry read from dir (one path component); it is re-checked
-// here so that no caller can make it escape dir.
-func moveToErrors(dir, name, errorsDir, kind string, now time.Time) (string, error) {
+// never replacing an existing file, and fsyncs both directories. The
+// entry itself is moved, whatever it is (a symlink stays a symlink, its
+// target is never opened), so that a file the archiver cannot or must not
+// read still leaves incoming/. name is a directory entry read from dir
+// (one path component); it is re-checked here so that no caller can make
+// it escape dir.
+func moveToErrors(ops durable.Ops, dir, name, errorsDir, kind string, now time.Time) (string, error) {
 	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
 		return "", fmt.Errorf("refusing to move %q: not a plain file name", name)
 	}
 	src := filepath.Join(dir, name)
-	fi, err := os.Lstat(src)
-	if err != nil {
+	if _, err := os.Lstat(src); err != nil {
 		return "", err
 	}
-	var ename string
-	if fi.Mode().IsRegular() || fi.Mode()&fs.ModeSymlink != 0 {
-		ename, err = linkIntoErrors(src, errorsDir, name, kind, now)
+	if err := ops.MkdirAll(errorsDir, 0o700); err != nil {
+		return "", fmt.Errorf("create %s: %w", errorsDir, err)
+	}
+	for attempt := 0; attempt < 1000; attempt++ {
+		ename := errorsName(name, kind, now, attempt)
+		err := renameNoReplace(src, filepath.Join(errorsDir, ename))
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
 		if err != nil {
+			return "", fmt.Errorf("move %s to %s: %w", src, errorsDir, err)
+		}
+		if err := ops.SyncDir(errorsDir); err != nil {
 			return "", err
 		}
-		if err := os.Remove(src); err != nil {
-			return "", fmt.Errorf("remove %s after moving it to errors: %w", src, err)
-		}
-	} else {
-		// Directories and other odd entries cannot be hard-linked: rename,
-		// checking first that the target is free (we hold the
-		// archive-wal lock, the only writer of errors/ besides put-wal,
-		// which links).
-		if err := durable.MkdirAll(errorsDir, 0o700); err != nil {
-			return "", err
-		}
-		for attempt := 0; ; attempt++ {
-			ename = errorsName(name, kind, now, attempt)
-			if _, err := os.Lstat(filepath.Join(errorsDir, ename)); errors.Is(err, fs.ErrNotExist) {
-				break
-			}
-			if attempt > 1000 {
-				return "", fmt.Errorf("move %s to errors: too many entries named %s", src, name)
-			}
-		}
-		if err := durable.Rename(src, filepath.Join(errorsDir, ename)); err != nil {
-			return "", err
-		}
+		return ename, ops.SyncDir(dir)
 	}
-	if err := durable.SyncDir(dir); err != nil {
-		return "", err
+	return "", fmt.Errorf("move %s to %s: too many entries named %s", src, errorsDir, name)
+}
+
+// renameNoReplace renames oldpath to newpath unless newpath exists
+// (fs.ErrExist). On a file system without RENAME_NOREPLACE it checks
+// first: the archive-wal lock makes us errors/'s only renamer, and
+// put-wal only ever links new names there.
+func renameNoReplace(oldpath, newpath string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, oldpath, unix.AT_FDCWD, newpath, unix.RENAME_NOREPLACE)
+	if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) {
+		return err
 	}
-	return ename, nil
+	if _, err := os.Lstat(newpath); err == nil {
+		return fmt.Errorf("%s: %w", newpath, fs.ErrExist)
+	}
+	return os.Rename(oldpath, newpath)
 }
 
 // ArchiverErrors counts the files in the errors directory by kind (the
@@ -936,7 +1004,7 @@ func walHookEnv(path, name string) hooks.Env {
 		size, mtime = fi.Size(), fi.ModTime()
 	}
 	comp := ""
-	if f, err := os.Open(path); err == nil {
+	if f, err := openSource(path); err == nil {
 		comp, _ = catalog.SniffCompression(f)
 		f.Close()
 	}

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/cellar-backup/cellar/catalog"
+	"github.com/cellar-backup/cellar/internal/durable"
 	"github.com/cellar-backup/cellar/internal/hooks"
 	"github.com/cellar-backup/cellar/wal"
 )
@@ -73,6 +74,18 @@ type Options struct {
 	// Hooks are the pre/post archive scripts, run around each WAL file
 	// archive-wal takes from incoming/ or streaming/ (not put-wal).
 	Hooks hooks.Set
+	// Ops makes archive-wal's mutations of the catalog (creating wals/
+	// directories, linking or renaming a stored file into place, the
+	// directory fsyncs, removing the source); nil means durable.OS().
+	// Tests pass a faultfs to fail each one in turn.
+	Ops durable.Ops
+}
+
+func (o *Options) ops() durable.Ops {
+	if o.Ops != nil {
+		return o.Ops
+	}
+	return durable.OS()
 }
 
 // DefaultSettleTime is the SettleTime used when Options.SettleTime is 0.

@@ -59,6 +59,9 @@ type job struct {
 	pf   *durable.PendingFile
 	size int64
 	err  error // validation failure (*invalidError) or cancellation
+	// fatal is an I/O error of the dispatch (creating the wals/
+	// directory) that ends the run when the committer reaches the job.
+	fatal error
 }
 
 // pipeline dispatches a batch's files to workers ahead of the commit
@@ -151,8 +154,9 @@ func (p *pipeline) dispatch(name string) *job {
 	j.n = n
 	j.src = filepath.Join(p.dir, name)
 	j.dst = o.Layout.WALPath(n)
-	if err := durable.MkdirAll(filepath.Dir(j.dst), 0o700); err != nil {
-		return j // archiveFile reports it
+	if err := o.ops().MkdirAll(filepath.Dir(j.dst), 0o700); err != nil {
+		j.fatal = err
+		return j
 	}
 	p.a.sweepTemps(filepath.Dir(j.dst))
 	j.seq = false
@@ -242,6 +246,9 @@ func (p *pipeline) archive(ctx context.Context, i int) (fileResult, error) {
 	p.fill(i)
 	j := p.jobs[i]
 	<-j.done
+	if j.fatal != nil {
+		return fileResult{}, j.fatal
+	}
 	if j.err != nil {
 		var inv *invalidError
 		if errors.As(j.err, &inv) {
@@ -263,14 +270,14 @@ func (p *pipeline) archive(ctx context.Context, i int) (fileResult, error) {
 	if cur, err := os.Lstat(j.src); err != nil || !os.SameFile(cur, j.fi) || cur.Size() != j.fi.Size() || !cur.ModTime().Equal(j.fi.ModTime()) {
 		return a.archiveFile(ctx, p.dir, j.name)
 	}
-	if err := commitPending(pf, j.src, j.dst); err != nil {
+	if err := commitPending(a.opts.ops(), pf, j.src, j.dst); err != nil {
 		return fileResult{}, err
 	}
 	comp := a.opts.Compression
 	if err := a.appendXLog(ctx, j.n, j.size, j.fi.ModTime(), comp); err != nil {
 		return fileResult{}, err
 	}
-	if err := os.Remove(j.src); err != nil {
+	if err := a.opts.ops().Remove(j.src); err != nil {
 		return fileResult{}, fmt.Errorf("remove archived source %s: %w", j.src, err)
 	}
 	return fileResult{outcome: outArchived, compression: comp, size: j.size}, nil

@@ -66,23 +66,33 @@ func PutWAL(ctx context.Context, opts Options, r io.Reader) (PutResult, error) {
 	if err := opts.check(); err != nil {
 		return PutResult{}, err
 	}
-	return putWAL(ctx, opts.Layout.IncomingDir, opts.Layout.ErrorsDir, opts.now(), r)
+	// Temp files of killed senders (kill -9 of wal-archive or put-wal)
+	// would otherwise stay in incoming/ forever.
+	for _, name := range SweepOwnedTemps(opts.Layout.IncomingDir) {
+		opts.logger().Info("put-wal: removed temp file of a killed sender", "file", name)
+	}
+	return putWAL(ctx, opts.Layout.IncomingDir, opts.Layout.ErrorsDir, opts.SystemID, opts.now(), r)
 }
 
 type putMember struct {
 	name  string
+	n     wal.Name
+	f     *os.File // the owned temp file, open (and locked) until published
 	tmp   string
 	sha   []byte
 	md    []byte
 	mtime time.Time
 }
 
-func putWAL(ctx context.Context, incoming, errorsDir string, now time.Time, r io.Reader) (res PutResult, err error) {
+func putWAL(ctx context.Context, incoming, errorsDir string, sysID uint64, now time.Time, r io.Reader) (res PutResult, err error) {
 	var members []*putMember
 	defer func() {
 		for _, m := range members {
 			if m.tmp != "" {
 				_ = os.Remove(m.tmp)
+			}
+			if m.f != nil {
+				m.f.Close()
 			}
 		}
 	}()
@@ -126,13 +136,14 @@ func putWAL(ctx context.Context, incoming, errorsDir string, now time.Time, r io
 			}
 			continue
 		}
-		if _, err := wal.ParseName(name); err != nil {
+		n, err := wal.ParseName(name)
+		if err != nil {
 			return res, fmt.Errorf("put-wal: member %q: %w: %w", h.Name, ErrBadTar, err)
 		}
 		if len(members) >= maxPutFiles {
 			return res, fmt.Errorf("put-wal: %w: more than %d files", ErrBadTar, maxPutFiles)
 		}
-		m := &putMember{name: name, mtime: h.ModTime}
+		m := &putMember{name: name, n: n, mtime: h.ModTime}
 		members = append(members, m)
 		if err := m.receive(incoming, tr); err != nil {
 			return res, err
@@ -164,6 +175,11 @@ func putWAL(ctx context.Context, incoming, errorsDir string, now time.Time, r io
 	}
 	for name := range sums {
 		return res, fmt.Errorf("put-wal: %s: %w: listed in %s but not sent", name, ErrChecksum, sumsName)
+	}
+	for _, m := range members {
+		if err := checkStoredMember(m.f, m.n, sysID); err != nil {
+			return res, fmt.Errorf("put-wal: refusing %w", err)
+		}
 	}
 	// Everything verified: publish.
 	for _, m := range members {
@@ -203,21 +219,19 @@ func putWAL(ctx context.Context, incoming, errorsDir string, now time.Time, r io
 	return res, nil
 }
 
-// receive copies one member into a hidden temp file in dir, hashing it,
-// and fsyncs it.
+// receive copies one member into a hidden owned temp file in dir (see
+// CreateOwnedTemp; it stays open, so locked, until the member is
+// published), hashing it, and fsyncs it.
 func (m *putMember) receive(dir string, r io.Reader) error {
-	f, err := os.CreateTemp(dir, "."+m.name+".put-*.tmp")
+	f, err := CreateOwnedTemp(dir, m.name+".put")
 	if err != nil {
 		return fmt.Errorf("put-wal: %s: %w", m.name, err)
 	}
-	m.tmp = f.Name()
+	m.f, m.tmp = f, f.Name()
 	sh, md := sha256.New(), md5.New()
 	_, err = io.Copy(io.MultiWriter(f, sh, md), r)
 	if err == nil {
 		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("put-wal: receive %s: %w", m.name, err)

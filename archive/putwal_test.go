@@ -9,8 +9,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -95,8 +97,8 @@ func TestPutWALDuplicate(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, mib, CompressionNone)
 	name := segName(1, 2, mib)
-	first := []byte("first")
-	second := []byte("second")
+	first := segment(name, mib, testSysID, 1)
+	second := segment(name, mib, testSysID, 2)
 	put(t, e.opts.Layout.IncomingDir, name, first)
 	stream := makeTar(t, member{name: name, data: second}, member{name: "SHA256SUMS", data: []byte(sha(second) + " *" + name + "\n")})
 	res, err := PutWAL(context.Background(), e.opts, bytes.NewReader(stream))
@@ -110,8 +112,112 @@ func TestPutWALDuplicate(t *testing.T) {
 	got, _ := os.ReadFile(filepath.Join(e.opts.Layout.ErrorsDir, want))
 	kept, _ := os.ReadFile(filepath.Join(e.opts.Layout.IncomingDir, name))
 	if !bytes.Equal(got, second) || !bytes.Equal(kept, first) {
-		t.Errorf("errors/ has %q, incoming/ has %q", got, kept)
+		t.Errorf("errors/ has %d bytes (want the second copy), incoming/ has %d bytes (want the first)", len(got), len(kept))
 	}
+}
+
+// TestPutWALStrict: put-wal (archive_command's receiving end) refuses a
+// WAL file the archiver would later move to errors/, so that PostgreSQL
+// keeps it and retries; nothing is stored.
+func TestPutWALStrict(t *testing.T) {
+	t.Parallel()
+	name := segName(1, 2, mib)
+	good := segment(name, mib, testSysID, 1)
+	withByte := func(off int, v byte) []byte {
+		b := bytes.Clone(good)
+		b[off] = v
+		return b
+	}
+	cases := []struct {
+		name string
+		file string
+		data []byte
+		ok   bool
+	}{
+		{"valid segment", name, good, true},
+		{"one byte short", name, good[:len(good)-1], false},
+		{"one byte long", name, append(bytes.Clone(good), 0), false},
+		{"empty segment", name, nil, false},
+		{"bad magic", name, withByte(0, 0x00), false},
+		{"short header only", name, withByte(2, 0), false},
+		{"another server", name, segment(name, mib, testSysID+1, 1), false},
+		{"another segment's content", segName(1, 3, mib), good, false},
+		{"newer timeline in header", name, withByte(4, 9), false},
+		{"header segment size invalid", name, withByte(33, 0x03), false},
+		{"segment size not its length", name, segment(name, 2*mib, testSysID, 1)[:mib], false},
+		{"partial shorter than a segment", name + ".partial", good[:4096], true},
+		{"partial of another server", name + ".partial", segment(name, mib, testSysID+1, 1)[:4096], false},
+		{"history", "00000002.history", []byte("1\t0/3000000\tno recovery target specified\n"), true},
+		{"empty history", "00000002.history", nil, false},
+		{"backup label", name + ".00000028.backup", []byte("START WAL LOCATION: 0/2000028\n"), true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, mib, CompressionNone)
+			src := put(t, e.dir, "src", tc.data)
+			var stream bytes.Buffer
+			if err := WritePutWALTarWith(&stream, tc.file, src, TarOptions{Compression: CompressionZstd}); err != nil {
+				t.Fatal(err)
+			}
+			_, err := PutWAL(context.Background(), e.opts, &stream)
+			if tc.ok != (err == nil) || (err != nil && !errors.Is(err, ErrInvalidWAL)) {
+				t.Fatalf("put-wal: %v (want accepted: %v)", err, tc.ok)
+			}
+			if err != nil && strings.Contains(err.Error(), "\n") {
+				t.Errorf("error spans lines: %q", err)
+			}
+			if got := listDir(t, e.opts.Layout.IncomingDir); tc.ok != (len(got) == 1) {
+				t.Errorf("incoming/ = %v", got)
+			}
+			n, _ := wal.ParseName(tc.file)
+			if err := CheckWALFile(src, n, testSysID); tc.ok != (err == nil) {
+				t.Errorf("CheckWALFile: %v (want accepted: %v)", err, tc.ok)
+			}
+		})
+	}
+}
+
+// TestPutWALSweepsKilledSendersTemps: a temp file whose writer is gone
+// is removed by the next put-wal; one whose writer lives (this process,
+// holding its lock) is kept.
+func TestPutWALSweepsKilledSendersTemps(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, mib, CompressionNone)
+	in := e.opts.Layout.IncomingDir
+	dead := startAndReap(t)
+	stale := filepath.Join(in, "."+segName(1, 5, mib)+".put.tmp-"+strconv.Itoa(dead)+"-123")
+	put(t, in, filepath.Base(stale), []byte("left by kill -9"))
+	live, err := CreateOwnedTemp(in, segName(1, 6, mib)+".put")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	name := segName(1, 2, mib)
+	src := put(t, e.dir, "src", segment(name, mib, testSysID, 1))
+	var stream bytes.Buffer
+	if err := WritePutWALTar(&stream, name, src); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := PutWAL(context.Background(), e.opts, &stream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("dead sender's temp file kept: %v", err)
+	}
+	if _, err := os.Lstat(live.Name()); err != nil {
+		t.Errorf("live writer's temp file removed: %v", err)
+	}
+}
+
+// startAndReap returns the PID of a process that has exited.
+func startAndReap(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid
 }
 
 func TestPutWALBadStreams(t *testing.T) {

@@ -26,13 +26,13 @@ func TestGetWALAndWALRestoreLeaveNothingOnFailure(t *testing.T) {
 	if err := os.MkdirAll(walDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	plain := bytes.Repeat([]byte("WAL record bytes "), 1<<16) // ~1 MiB
+	const good, bad = "000000010000000000000001", "000000010000000000000002"
+	plain := testSegment(t, good, 1<<20, 7000000000000000001, 1)
 	enc, err := zstd.NewWriter(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	whole := enc.EncodeAll(plain, nil)
-	const good, bad = "000000010000000000000001", "000000010000000000000002"
 	if err := os.WriteFile(filepath.Join(walDir, good), whole, 0o600); err != nil {
 		t.Fatal(err)
 	}

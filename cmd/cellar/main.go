@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -166,6 +167,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 	root := newRootCommand(g)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
+	var sig *signalError
+	if err != nil && errors.As(context.Cause(ctx), &sig) {
+		// Stopped by a signal: main prints the one line.
+		return sig.exitCode()
+	}
 	if err != nil {
 		var ee *exitError
 		if !errors.As(err, &ee) || ee.err != nil {
@@ -191,8 +197,83 @@ func oneLine(err error) string {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Environ())
-	stop()
-	os.Exit(code)
+	os.Exit(runWithSignals(os.Args[1:], os.Stdout, os.Stderr, os.Environ()))
+}
+
+// signalError is the cancellation cause when the process is asked to stop
+// by SIGINT, SIGTERM or SIGQUIT.
+type signalError struct{ sig syscall.Signal }
+
+func (e *signalError) Error() string { return "stopped by " + signalName(e.sig) }
+
+// exitCode is the shell's convention for a process ended by a signal
+// (128+N). PostgreSQL, which runs archive_command and restore_command,
+// treats a status above 125 like a signal: it neither counts the WAL as
+// archived nor takes it for the end of the archive.
+func (e *signalError) exitCode() int { return 128 + int(e.sig) }
+
+func signalName(sig syscall.Signal) string {
+	switch sig {
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGQUIT:
+		return "SIGQUIT"
+	}
+	return sig.String()
+}
+
+// quitGrace is how long a command may take to clean up after SIGQUIT
+// (remove its temp files) before the process exits anyway. SIGQUIT is
+// PostgreSQL's immediate shutdown, which sends SIGKILL a few seconds
+// later; SIGINT and SIGTERM wait for the command (the daemon's graceful
+// stop may take longer), and a second signal exits at once.
+const quitGrace = 2 * time.Second
+
+// runWithSignals runs the CLI with SIGINT, SIGTERM and SIGQUIT cancelling
+// its context. Go's default SIGQUIT action dumps every goroutine's stack
+// to stderr, which PostgreSQL copies into its log whenever an immediate
+// shutdown catches archive_command running; here every such signal ends
+// the command instead. A command that then returns an error (it was
+// interrupted) exits 128+N after one line on stderr; one that returns
+// nil (the daemon's graceful stop) exits 0.
+func runWithSignals(args []string, stdout, stderr io.Writer, environ []string) int {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, args, stdout, stderr, environ) }()
+	var sig *signalError
+	select {
+	case code := <-done:
+		return code
+	case s := <-sigs:
+		sig = &signalError{sig: s.(syscall.Signal)}
+		cancel(sig)
+	}
+	return waitAfterSignal(sig, done, sigs, stderr)
+}
+
+// waitAfterSignal waits for the cancelled command (see quitGrace) and
+// returns the process exit code.
+func waitAfterSignal(sig *signalError, done <-chan int, sigs <-chan os.Signal, stderr io.Writer) int {
+	var deadline <-chan time.Time
+	if sig.sig == syscall.SIGQUIT {
+		timer := time.NewTimer(quitGrace)
+		defer timer.Stop()
+		deadline = timer.C
+	}
+	select {
+	case c := <-done:
+		if c == exitOK {
+			return exitOK
+		}
+	case <-sigs:
+	case <-deadline:
+	}
+	fmt.Fprintf(stderr, "cellar: %s\n", sig.Error())
+	return sig.exitCode()
 }

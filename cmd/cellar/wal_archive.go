@@ -98,6 +98,12 @@ func runWALArchive(ctx context.Context, g *globalOptions, o walArchiveOptions, s
 	case !wal.IsAnyWALName(name):
 		return withCode(walclient.ArchiveBadInput, fmt.Errorf("wal-archive: %s is not named like a WAL file", path))
 	}
+	// Refuse a bad segment here, before anything is sent: PostgreSQL then
+	// keeps it and reports the failure, instead of recycling the only
+	// copy of a file the archiver would move to errors/.
+	if err := checkArchived(path, name); err != nil {
+		return err
+	}
 	topts := archive.TarOptions{MD5: o.md5, Compression: comp}
 
 	if o.remote.host != "" {
@@ -143,6 +149,20 @@ func runWALArchive(ctx context.Context, g *globalOptions, o walArchiveOptions, s
 		return fmt.Errorf("wal-archive %s: server %s: %w", name, srv, err)
 	}
 	logPutResult(g, s, res)
+	return nil
+}
+
+// checkArchived runs the strict archive_command checks on the file at
+// path (archive.CheckWALFile; the server's identity is checked by put-wal,
+// which knows it).
+func checkArchived(path, name string) error {
+	n, err := wal.ParseName(name)
+	if err != nil {
+		return withCode(walclient.ArchiveBadInput, fmt.Errorf("wal-archive: %w", err))
+	}
+	if err := archive.CheckWALFile(path, n, 0); err != nil {
+		return withCode(exitFailure, fmt.Errorf("wal-archive: refusing %s: %w", path, err))
+	}
 	return nil
 }
 

@@ -180,7 +180,7 @@ func TestWALClientsOverSSH(t *testing.T) {
 	names := []string{"000000010000000000000001", "000000010000000000000002", "000000010000000000000003", "000000010000000000000004"}
 	data := map[string][]byte{}
 	for _, n := range names {
-		data[n] = randomFile(t, filepath.Join(src, n), 1<<20)
+		data[n] = writeSegment(t, filepath.Join(src, n), n, 1<<20, 7000000000000000001, 1)
 	}
 	incoming := filepath.Join(home, "pg", "incoming")
 	for i, n := range names {
@@ -217,7 +217,7 @@ func TestWALClientsOverSSH(t *testing.T) {
 	if err := os.Mkdir(other, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	randomFile(t, filepath.Join(other, names[0]), 1<<20)
+	writeSegment(t, filepath.Join(other, names[0]), names[0], 1<<20, 7000000000000000001, 2)
 	if _, errOut, code := runBin(t, bin, with("wal-archive", "pg", filepath.Join(other, names[0]))...); code != 0 {
 		t.Fatalf("duplicate: %d %s", code, errOut)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -65,7 +66,7 @@ func newWALRestoreCommand(g *globalOptions) *cobra.Command {
 	f.BoolVar(&o.keep, "keep-compression", false, "remote mode: transfer the stored bytes as they are")
 	f.IntVarP(&o.parallel, "parallel", "p", 0, "prefetch the next N-1 segments in parallel into the spool directory")
 	f.IntVarP(&o.sleep, "sleep", "s", 0, "seconds to sleep after a failure, before exiting")
-	f.StringVar(&o.spoolDir, "spool-dir", walclient.DefaultSpoolDir, "prefetch spool directory")
+	f.StringVar(&o.spoolDir, "spool-dir", "", "prefetch spool directory (default: one per server, system identifier and data directory under "+walclient.DefaultSpoolDir+")")
 	return c
 }
 
@@ -114,59 +115,114 @@ func runWALRestore(ctx context.Context, g *globalOptions, o walRestoreOptions, s
 	if _, err := wal.ParseName(walName); err != nil {
 		return withCode(walclient.RestoreBadInput, fmt.Errorf("wal-restore: %w", err))
 	}
-	spool := walclient.Spool{Dir: o.spoolDir}
-	if taken, err := spool.Take(walName, dest); err != nil {
-		// A broken spool must not stop recovery: fetch it again.
-		g.logger.Warn("wal-restore: spool unusable, fetching directly", "wal", walName, "err", err)
+	src, err := restoreSource(g, o, srv, comp)
+	if err != nil {
+		return err
+	}
+	id := restoreIdentity(g, o, srv)
+	walclient.SweepRestoreTemps(filepath.Dir(dest))
+	spool := walclient.Spool{Dir: id.spoolDir}
+	check := func(path string) error { return walclient.CheckRestoredFile(path, walName, id.sysID) }
+	if taken, err := spool.Take(walName, dest, check); err != nil {
+		// A broken or foreign spooled file must not stop recovery: fetch
+		// the WAL again, and check that copy.
+		g.logger.Warn("wal-restore: spooled file unusable, fetching directly", "server", srv, "wal", walName, "err", oneLine(err))
 	} else if taken {
 		return nil
 	}
-
-	var src walSource
-	if o.remote.host != "" {
-		if comp == archive.CompressionBzip2 && o.remote.program == "cellar" {
-			return usageError("wal-restore: a Cellar server cannot send bzip2: use -z/--gzip, --zstd or --lz4")
-		}
-		src = &remoteWALSource{rem: o.remote.remote(g), srv: srv, partial: o.partial, keep: o.keep, comp: comp}
-	} else {
-		s, err := g.server(srv)
-		if err != nil {
-			return err
-		}
-		src = &localWALSource{opts: s.ArchiveOptions(nil), partial: o.partial}
-	}
-
-	var prefetched chan error
-	if o.parallel > 1 {
-		names, perr := src.peek(ctx, walName, o.parallel)
-		switch {
-		case perr != nil:
-			g.logger.Debug("wal-restore: peek failed, no prefetch", "wal", walName, "err", perr)
-		case len(names) > 1 && names[0] == walName:
-			prefetched = make(chan error, 1)
-			go func() {
-				prefetched <- spool.Fill(ctx, names[1:], len(names)-1, src.fetch)
-			}()
-		}
-	}
-	// Temp file and rename but no fsync: PostgreSQL fsyncs the segments
-	// it keeps and fetches again after a crash (WriteRestored).
-	_, err = walclient.WriteRestored(ctx, dest, func(w io.Writer) error { return src.fetch(ctx, walName, w) })
+	prefetched := startPrefetch(ctx, g, o, src, spool, walName)
+	_, err = walclient.WriteRestoredChecked(ctx, dest,
+		func(w io.Writer) error { return src.fetch(ctx, walName, w) },
+		func(f *os.File, size int64) error { return walclient.CheckRestored(f, size, walName, id.sysID) })
 	if prefetched != nil {
 		if perr := <-prefetched; perr != nil {
 			g.logger.Warn("wal-restore: prefetch incomplete (segments will be fetched on request)", "err", oneLine(perr))
 		}
 	}
-	if err != nil {
-		var ee *exitError
-		if !errors.As(err, &ee) {
-			// A local failure (temp file, rename) is "could not restore",
-			// not "not found".
-			return withCode(walclient.RestoreSSHFailed, fmt.Errorf("wal-restore %s: %w", walName, err))
+	return restoreResult(srv, walName, err)
+}
+
+// restoreSource is where the WAL comes from: the backup host over ssh, or
+// the local catalog.
+func restoreSource(g *globalOptions, o walRestoreOptions, srv, comp string) (walSource, error) {
+	if o.remote.host != "" {
+		if comp == archive.CompressionBzip2 && o.remote.program == "cellar" {
+			return nil, usageError("wal-restore: a Cellar server cannot send bzip2: use -z/--gzip, --zstd or --lz4")
 		}
-		return err
+		return &remoteWALSource{rem: o.remote.remote(g), srv: srv, partial: o.partial, keep: o.keep, comp: comp}, nil
 	}
-	return nil
+	s, err := g.server(srv)
+	if err != nil {
+		return nil, err
+	}
+	return &localWALSource{opts: s.ArchiveOptions(nil), partial: o.partial}, nil
+}
+
+// restoreTarget is what wal-restore knows about the cluster it restores.
+type restoreTarget struct {
+	sysID    uint64 // 0 = unknown: the header check skips the identifier
+	spoolDir string
+}
+
+// restoreIdentity finds the system identifier being restored and the
+// spool for this restore. PostgreSQL runs restore_command in the data
+// directory, whose global/pg_control is the base backup's, so its
+// identifier is the one every restored segment must carry. Run elsewhere
+// (by hand), the local catalog's identity is used when it is known.
+func restoreIdentity(g *globalOptions, o walRestoreOptions, srv string) restoreTarget {
+	cwd, err := os.Getwd()
+	if err != nil {
+		cwd = "."
+	}
+	sysID, err := walclient.ControlSystemID(cwd)
+	if err != nil && o.remote.host == "" {
+		if s, serr := g.server(srv); serr == nil {
+			sysID = s.ArchiveOptions(nil).SystemID
+		}
+	}
+	t := restoreTarget{sysID: sysID, spoolDir: o.spoolDir}
+	if t.spoolDir == "" {
+		t.spoolDir = walclient.SpoolDirFor(walclient.DefaultSpoolDir, srv, sysID, cwd)
+	}
+	return t
+}
+
+// startPrefetch starts filling the spool with the segments after walName
+// (-p N), returning the channel its result arrives on, or nil when there
+// is nothing to prefetch.
+func startPrefetch(ctx context.Context, g *globalOptions, o walRestoreOptions, src walSource, spool walclient.Spool, walName string) chan error {
+	if o.parallel <= 1 {
+		return nil
+	}
+	names, err := src.peek(ctx, walName, o.parallel)
+	if err != nil {
+		g.logger.Debug("wal-restore: peek failed, no prefetch", "wal", walName, "err", err)
+		return nil
+	}
+	if len(names) <= 1 || names[0] != walName {
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- spool.Fill(ctx, names[1:], len(names)-1, src.fetch) }()
+	return done
+}
+
+// restoreResult maps a failed fetch to wal-restore's exit codes: a WAL
+// that is not the restored cluster's must stop recovery (RestoreWrongWAL),
+// a local failure (temp file, rename) is "could not restore", not "not
+// found".
+func restoreResult(srv, walName string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, walclient.ErrWrongWAL) {
+		return withCode(walclient.RestoreWrongWAL, fmt.Errorf("wal-restore: server %s: %w", srv, err))
+	}
+	var ee *exitError
+	if !errors.As(err, &ee) {
+		return withCode(walclient.RestoreSSHFailed, fmt.Errorf("wal-restore %s: %w", walName, err))
+	}
+	return err
 }
 
 // localWALSource reads the catalog directly (same host).

@@ -178,10 +178,17 @@ func TestWALArchiveRestoreRealCluster(t *testing.T) {
 // the end of the archive) and returns the checksum query's answer.
 func recoverCluster(t *testing.T, src *pgtest.Cluster, dir, restoreCmd string) string {
 	t.Helper()
+	return recoverClusterWith(t, src, dir, restoreCmd, "")
+}
+
+// recoverClusterWith is recoverCluster with extra postgresql.conf lines
+// (a recovery target, for example).
+func recoverClusterWith(t *testing.T, src *pgtest.Cluster, dir, restoreCmd, extraConf string) string {
+	t.Helper()
 	sock := pgtest.MkdirForPostgres(t)
 	port := freeTCPPort(t)
-	conf := fmt.Sprintf("\nport = %d\nunix_socket_directories = '%s'\nlisten_addresses = ''\narchive_mode = off\nrestore_command = '%s'\n",
-		port, sock, strings.ReplaceAll(restoreCmd, "'", "''"))
+	conf := fmt.Sprintf("\nport = %d\nunix_socket_directories = '%s'\nlisten_addresses = ''\narchive_mode = off\nrestore_command = '%s'\n%s",
+		port, sock, strings.ReplaceAll(restoreCmd, "'", "''"), extraConf)
 	f, err := os.OpenFile(filepath.Join(dir, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)

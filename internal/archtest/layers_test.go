@@ -38,7 +38,7 @@ var allowed = map[string][]string{
 	"passive":                  level2,
 	"internal/hooks":           {},
 	"internal/binenc":          {},
-	"internal/walclient":       {"wal", "catalog", "internal/durable", "internal/lock"},
+	"internal/walclient":       {"wal", "catalog", "archive", "internal/durable", "internal/lock"},
 	"config":                   {"wal", "retention"},
 	"server":                   append([]string{"config", "archive", "archive/stream", "backup", "recovery", "retention", "passive"}, level2...),
 	"checks":                   {"config", "catalog", "wal", "internal/binenc"},

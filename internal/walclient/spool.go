@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/cellar-backup/cellar/archive"
 	"github.com/cellar-backup/cellar/internal/durable"
 	"github.com/cellar-backup/cellar/wal"
 )
@@ -40,9 +41,11 @@ func checkName(name string) error {
 }
 
 // Take moves <dir>/<name> to dest if it is spooled, reporting whether it
-// was. Across file systems the file is copied (temp file and rename, as
-// WriteRestored) and the spool copy removed.
-func (s Spool) Take(name, dest string) (bool, error) {
+// was. check (if not nil) vets the spooled file first: a file that fails
+// it is removed from the spool and its error returned, so that the caller
+// fetches the WAL again. Across file systems the file is copied (temp
+// file and rename, as WriteRestored) and the spool copy removed.
+func (s Spool) Take(name, dest string, check func(path string) error) (bool, error) {
 	if err := checkName(name); err != nil {
 		return false, err
 	}
@@ -57,13 +60,21 @@ func (s Spool) Take(name, dest string) (bool, error) {
 	if !fi.Mode().IsRegular() {
 		return false, fmt.Errorf("spool %s: not a regular file", src)
 	}
+	if check != nil {
+		if err := check(src); err != nil {
+			if rerr := os.Remove(src); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+			return false, fmt.Errorf("spooled %s discarded: %w", src, err)
+		}
+	}
 	// A plain rename, no fsyncs: dest is a restore_command destination
 	// (see WriteRestored), and if the rename is lost in a crash the
 	// complete, fsynced segment is simply still spooled.
 	err = os.Rename(src, dest)
 	if errors.Is(err, syscall.EXDEV) {
 		_, err = WriteRestored(context.Background(), dest, func(w io.Writer) error {
-			f, err := os.Open(src)
+			f, err := openNoFollow(src)
 			if err != nil {
 				return err
 			}
@@ -105,6 +116,7 @@ func (s Spool) Fill(ctx context.Context, names []string, jobs int, fetch Fetcher
 	if err := durable.MkdirAll(s.Dir, 0o700); err != nil {
 		return fmt.Errorf("create spool %s: %w", s.Dir, err)
 	}
+	archive.SweepOwnedTemps(s.Dir)
 	jobs = max(jobs, 1)
 	sem := make(chan struct{}, jobs)
 	var wg sync.WaitGroup
@@ -127,7 +139,7 @@ func (s Spool) Fill(ctx context.Context, names []string, jobs int, fetch Fetcher
 				return
 			}
 			defer func() { <-sem }()
-			_, err := WriteDest(ctx, filepath.Join(s.Dir, name), func(w io.Writer) error { return fetch(ctx, name, w) })
+			_, err := writeSpooled(ctx, filepath.Join(s.Dir, name), func(w io.Writer) error { return fetch(ctx, name, w) })
 			if err != nil {
 				errs[i] = fmt.Errorf("prefetch %s: %w", name, err)
 			}
@@ -174,6 +186,37 @@ func WriteDest(ctx context.Context, dest string, fill func(w io.Writer) error) (
 	return cw.n, nil
 }
 
+// writeSpooled is WriteDest with an owned temp file, so that the temp
+// file of a killed prefetch is removed by a later Fill.
+func writeSpooled(ctx context.Context, dest string, fill func(w io.Writer) error) (n int64, err error) {
+	dir, base := filepath.Split(dest)
+	f, err := archive.CreateOwnedTemp(dir, base)
+	if err != nil {
+		return 0, err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+		}
+		f.Close()
+	}()
+	cw := &countingWriter{w: f}
+	if err := fill(cw); err != nil {
+		return cw.n, err
+	}
+	if err := ctx.Err(); err != nil {
+		return cw.n, err
+	}
+	if err := f.Sync(); err != nil {
+		return cw.n, fmt.Errorf("fsync %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, dest); err != nil {
+		return cw.n, fmt.Errorf("rename %s to %s: %w", tmp, dest, err)
+	}
+	return cw.n, durable.SyncDir(dir)
+}
+
 // WriteRestored writes a restore_command destination (PostgreSQL's %p,
 // usually pg_wal/RECOVERYXLOG) from fill: a hidden temp file in dest's
 // directory renamed over dest, so PostgreSQL never finds a half-written
@@ -187,20 +230,29 @@ func WriteDest(ctx context.Context, dest string, fill func(w io.Writer) error) (
 // another *os.File is done by the kernel (copy_file_range). It returns the
 // number of bytes written.
 func WriteRestored(ctx context.Context, dest string, fill func(w io.Writer) error) (n int64, err error) {
+	return WriteRestoredChecked(ctx, dest, fill, nil)
+}
+
+// WriteRestoredChecked is WriteRestored that calls check on the complete
+// temp file (and its size) before the rename: a check error leaves dest
+// untouched. The temp file is an owned temp file (see
+// archive.CreateOwnedTemp): one left by a killed wal-restore is removed by
+// a later run (SweepRestoreTemps).
+func WriteRestoredChecked(ctx context.Context, dest string, fill func(w io.Writer) error, check func(f *os.File, size int64) error) (n int64, err error) {
 	dir, base := filepath.Split(dest)
 	if dir == "" {
 		dir = "."
 	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	f, err := archive.CreateOwnedTemp(dir, base)
 	if err != nil {
-		return 0, fmt.Errorf("create temp for %s: %w", dest, err)
+		return 0, err
 	}
 	tmp := f.Name()
 	defer func() {
 		if err != nil {
-			f.Close()
 			os.Remove(tmp)
 		}
+		f.Close()
 	}()
 	if err := fill(f); err != nil {
 		n, _ = f.Seek(0, io.SeekCurrent)
@@ -212,11 +264,21 @@ func WriteRestored(ctx context.Context, dest string, fill func(w io.Writer) erro
 	if err := ctx.Err(); err != nil {
 		return n, err
 	}
-	if err := f.Close(); err != nil {
-		return n, fmt.Errorf("write %s: %w", tmp, err)
+	if check != nil {
+		if err := check(f, n); err != nil {
+			return n, err
+		}
 	}
 	if err := os.Rename(tmp, dest); err != nil {
 		return n, fmt.Errorf("rename %s to %s: %w", tmp, dest, err)
 	}
 	return n, nil
+}
+
+// SweepRestoreTemps removes the temp files that killed wal-restore
+// processes left in dir (see archive.SweepOwnedTemps).
+func SweepRestoreTemps(dir string) []string { return archive.SweepOwnedTemps(dir) }
+
+func openNoFollow(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 }

@@ -114,7 +114,7 @@ func TestSpoolTakeAndFill(t *testing.T) {
 		_, err := fmt.Fprintf(w, "content of %s", name)
 		return err
 	}
-	if ok, err := sp.Take(names[0], dest); ok || err != nil {
+	if ok, err := sp.Take(names[0], dest, nil); ok || err != nil {
 		t.Fatalf("Take on an empty (missing) spool: %v %v", ok, err)
 	}
 	err := sp.Fill(ctx, append(slices.Clone(names), "../x"), 2, fetch)
@@ -139,7 +139,7 @@ func TestSpoolTakeAndFill(t *testing.T) {
 	if calls.Load() != 0 {
 		t.Fatalf("spooled files fetched again (%d)", calls.Load())
 	}
-	ok, err := sp.Take(names[1], dest)
+	ok, err := sp.Take(names[1], dest, nil)
 	if !ok || err != nil {
 		t.Fatalf("Take: %v %v", ok, err)
 	}
@@ -149,7 +149,7 @@ func TestSpoolTakeAndFill(t *testing.T) {
 	if sp.Has(names[1]) {
 		t.Fatal("taken file still spooled")
 	}
-	if _, err := sp.Take("../../etc/passwd", dest); !errors.As(err, &ne) {
+	if _, err := sp.Take("../../etc/passwd", dest, nil); !errors.As(err, &ne) {
 		t.Fatalf("Take with a bad name: %v", err)
 	}
 }
