@@ -193,4 +193,3 @@ func (d *drillRun) userChecks(ctx context.Context, conn *postgres.Conn) error {
 	}
 	return nil
 }
-
