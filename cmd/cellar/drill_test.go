@@ -47,6 +47,9 @@ func TestDrillCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rec); err != nil || rec.BackupID != cb.id || rec.Result != "OK" || len(rec.Phases) != 4 {
 		t.Fatalf("show-drill -f json: %v\n%s", err, out)
 	}
+	if st := drillProbeStatus(t, cb); st != "OK" {
+		t.Fatalf("drill probe after a good drill: %s", st)
+	}
 	// A wrong expectation fails the drill with exit 1, naming both values.
 	if err := os.WriteFile(filepath.Join(checks, "t.expected"), []byte("49"), 0o600); err != nil {
 		t.Fatal(err)
@@ -55,5 +58,20 @@ func TestDrillCommands(t *testing.T) {
 	if !strings.Contains(out+errOut, `returned "50", expected "49"`) {
 		t.Fatalf("failed drill output:\n%s%s", out, errOut)
 	}
+	if st := drillProbeStatus(t, cb); st != "FAILED" {
+		t.Fatalf("drill probe after a failed drill: %q, want FAILED", st)
+	}
 	cb.run(t, 3, "show-drill", "pg", "nonsense")
+}
+
+// drillProbeStatus is the restore drill probe's status in `check -f json`.
+func drillProbeStatus(t *testing.T, cb *cellarBackup) string {
+	t.Helper()
+	out, _, _ := runCLI(t, "-c", cb.cfg, "-f", "json", "check", "pg")
+	var doc map[string]map[string]map[string]any
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("check -f json: %v\n%s", err, out)
+	}
+	st, _ := doc["pg"]["restore_drill_maximum_age"]["status"].(string)
+	return st
 }
