@@ -55,8 +55,9 @@ type Options struct {
 	Progress io.Writer
 	Now      func() time.Time
 
-	// afterRestore, in tests, runs once the restore copy is done.
-	afterRestore func()
+	// afterRestore and afterStart, in tests, run once the restore copy is
+	// done and once the server accepts queries.
+	afterRestore, afterStart func()
 }
 
 // Run performs the drill and stores its record. The error is nil only for
@@ -257,6 +258,9 @@ func (d *drillRun) startAndVerify(ctx context.Context, bin string) (err error) {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	d.endPhase(PhaseStartup)
+	if d.opts.afterStart != nil {
+		d.opts.afterStart()
+	}
 	d.progress("drill: PostgreSQL accepts queries; waiting for the end of recovery")
 	if err := pm.waitRecovered(rctx, conn); err != nil {
 		return fmt.Errorf("%w; server log:\n%s", err, pm.logTail())

@@ -2,6 +2,7 @@ package drill
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -230,14 +231,42 @@ func TestDrill(t *testing.T) {
 		}
 	})
 
-	t.Run("kill -9 mid-restore is cleaned up by the next drill", func(t *testing.T) {
+	for _, at := range []string{"restore", "start"} {
+		t.Run("kill -9 after "+at+" is cleaned up by the next drill", func(t *testing.T) {
+			root := pgtest.MkdirForPostgres(t)
+			killDrillAt(t, f, root, at)
+			sc := newScratch(root, "pg")
+			if _, err := os.Stat(sc.data); err != nil {
+				t.Fatalf("the killed drill left no half-restored directory to clean: %v", err)
+			}
+			pid := leftoverPID(t, sc)
+			if (pid != 0) != (at == "start") {
+				t.Fatalf("postmaster after a kill at %s: pid %d", at, pid)
+			}
+			// The clean-up a drill starts with stops the leftover server
+			// before it removes its directory.
+			if err := killLeftover(t.Context(), sc.data); err != nil {
+				t.Fatal(err)
+			}
+			if pid != 0 && alive(pid) {
+				t.Fatalf("leftover postmaster %d still runs after the clean-up", pid)
+			}
+			if _, err := Run(t.Context(), f.options(t, root)); err != nil {
+				t.Fatalf("drill after a crash: %v", err)
+			}
+			assertCleaned(t, root)
+		})
+	}
+
+	t.Run("cancel (Ctrl-C, SIGTERM) stops the server and removes the scratch", func(t *testing.T) {
 		root := pgtest.MkdirForPostgres(t)
-		killMidRestore(t, f, root)
-		if _, err := os.Stat(newScratch(root, "pg").data); err != nil {
-			t.Fatalf("the killed drill left no half-restored directory to clean: %v", err)
-		}
-		if _, err := Run(t.Context(), f.options(t, root)); err != nil {
-			t.Fatalf("drill after a crash: %v", err)
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		o := f.options(t, root)
+		o.afterStart = cancel
+		rec, err := Run(ctx, o)
+		if !errors.Is(err, context.Canceled) || rec.Result != ResultFailed {
+			t.Fatalf("cancelled drill: %v %+v", err, rec)
 		}
 		assertCleaned(t, root)
 	})
@@ -257,12 +286,28 @@ func TestDrill(t *testing.T) {
 	})
 }
 
-// killMidRestore runs a drill in a child process that stops after the
-// restore copy, and kills it with SIGKILL there.
-func killMidRestore(t *testing.T, f *fixture, root string) {
+// leftoverPID is the live postmaster a killed drill left (0: none).
+func leftoverPID(t *testing.T, sc scratch) int {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(sc.data, "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	first, _, _ := strings.Cut(string(data), "\n")
+	pid, _ := strconv.Atoi(first)
+	if pid <= 0 || !alive(pid) || !isPostmasterOf(pid, sc.data) {
+		t.Fatalf("postmaster.pid names %q, which is not a live postmaster on %s", first, sc.data)
+	}
+	return pid
+}
+
+// killDrillAt runs a drill in a child process that stops after the
+// restore copy (at "restore") or once PostgreSQL runs on it (at "start"),
+// and kills it with SIGKILL there.
+func killDrillAt(t *testing.T, f *fixture, root, at string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperDrillProcess$")
-	cmd.Env = append(os.Environ(), "CELLAR_DRILL_HELPER="+f.layout.BackupDir+"|"+root+"|"+f.backup.ID)
+	cmd.Env = append(os.Environ(), "CELLAR_DRILL_HELPER="+f.layout.BackupDir+"|"+root+"|"+f.backup.ID+"|"+at)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -271,14 +316,14 @@ func killMidRestore(t *testing.T, f *fixture, root string) {
 		t.Fatal(err)
 	}
 	sc := bufio.NewScanner(out)
-	for sc.Scan() && sc.Text() != "restored" {
+	for sc.Scan() && sc.Text() != "stopped at "+at {
 	}
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	_ = cmd.Wait()
 }
 
-// TestHelperDrillProcess is the child of killMidRestore: it restores,
-// says so and waits to be killed.
+// TestHelperDrillProcess is the child of killDrillAt: it runs a drill up
+// to the given point, says so and waits to be killed.
 func TestHelperDrillProcess(t *testing.T) {
 	env := os.Getenv("CELLAR_DRILL_HELPER")
 	if env == "" {
@@ -291,9 +336,14 @@ func TestHelperDrillProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := Options{Layout: layout, Backup: b, ScratchRoot: p[1]}
-	o.afterRestore = func() {
-		fmt.Println("restored")
+	stop := func() {
+		fmt.Println("stopped at " + p[3])
 		select {}
+	}
+	if p[3] == "restore" {
+		o.afterRestore = stop
+	} else {
+		o.afterStart = stop
 	}
 	_, err = Run(t.Context(), o)
 	t.Fatalf("helper drill returned: %v", err)
