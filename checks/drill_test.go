@@ -43,7 +43,7 @@ func TestProbeRestoreDrillMaximumAge(t *testing.T) {
 		"restore_drill_last_success_timestamp_seconds":        unixSeconds(t0.Add(-2 * time.Hour)),
 		"restore_drill_recovered_timestamp_seconds":           unixSeconds(t0.Add(-3 * time.Hour)),
 		SeriesKey("restore_drill_duration_seconds", "replay"): 40,
-		SeriesKey("restore_drill_duration_seconds", "total"):  90,
+		SeriesKey("restore_drill_duration_seconds", "total"):  80,
 	}
 	for k, v := range want {
 		if r.Values[k] != v {

@@ -79,8 +79,16 @@ type Record struct {
 	Error       string  `json:"error,omitempty"`
 }
 
-// Duration is the wall time of the drill (its measured RTO).
+// Duration is the wall time of the whole drill, checks and tear-down
+// included.
 func (r *Record) Duration() time.Duration { return r.End.Sub(r.Start) }
+
+// RTO is the measured recovery time: restore, start-up and WAL replay,
+// until the restored server was usable.
+func (r *Record) RTO() time.Duration {
+	s := r.PhaseSeconds(PhaseRestore) + r.PhaseSeconds(PhaseStartup) + r.PhaseSeconds(PhaseReplay)
+	return time.Duration(s * float64(time.Second))
+}
 
 // PhaseSeconds returns the duration of phase name (0 when it did not run).
 func (r *Record) PhaseSeconds(name string) float64 {

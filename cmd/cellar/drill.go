@@ -144,11 +144,11 @@ func runDrillList(g *globalOptions, srv string) error {
 		return writeJSON(g.out, recs)
 	}
 	tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DRILL\tBACKUP\tRESULT\tDURATION\tRECOVERED LSN\tRECOVERED TIME")
+	fmt.Fprintln(tw, "DRILL\tBACKUP\tRESULT\tRTO\tRECOVERED LSN\tRECOVERED TIME")
 	for i := len(recs) - 1; i >= 0; i-- {
 		r := recs[i]
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.BackupID, r.Result,
-			r.Duration().Round(time.Millisecond), dash(r.RecoveredLSN), recoveredTime(r))
+			r.RTO().Round(time.Millisecond), dash(r.RecoveredLSN), recoveredTime(r))
 	}
 	return tw.Flush()
 }
@@ -179,7 +179,7 @@ func printDrill(w io.Writer, r *drill.Record) {
 		fmt.Fprintf(w, "  Error           : %s\n", strings.ReplaceAll(r.Error, "\n", "\n                    "))
 	}
 	fmt.Fprintf(w, "  Started         : %s\n", r.Start.Format(time.RFC3339))
-	fmt.Fprintf(w, "  Duration (RTO)  : %s\n", r.Duration().Round(time.Millisecond))
+	fmt.Fprintf(w, "  Duration        : %s (RTO %s)\n", r.Duration().Round(time.Millisecond), r.RTO().Round(time.Millisecond))
 	for _, p := range r.Phases {
 		fmt.Fprintf(w, "    %-14s: %s\n", p.Name, time.Duration(p.Seconds*float64(time.Second)).Round(time.Millisecond))
 	}
