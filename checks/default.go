@@ -36,6 +36,7 @@ func Default() *Registry {
 		// check_backup_validity
 		probeBackupMaximumAge(),
 		probeBackupMinimumSize(),
+		probeRestoreDrillMaximumAge(),
 		// check_wal_validity
 		probeWALMaximumAge(),
 		probeWALSize(),

@@ -18,7 +18,7 @@ func TestDefaultRegistry(t *testing.T) {
 		"minimum redundancy requirements": true, "backup maximum age": true, "backup minimum size": true,
 		"failed backups": true, "archiver errors": true, "empty incoming directory": true,
 		"empty streaming directory": true, "incoming WALs directory": true, "streaming WALs directory": true,
-		"wal maximum age": true, "PostgreSQL server is standby": true, "backup verification": true,
+		"wal maximum age": true, "PostgreSQL server is standby": true, "backup verification": true, "restore drill maximum age": true,
 		// Cellar's own: a format warning must not stop backups.
 		"catalog format": true,
 	}

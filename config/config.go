@@ -183,6 +183,17 @@ type Server struct {
 	RecoveryOptions RecoveryOptions `koanf:"recovery_options"`
 	StagingPath     string          `koanf:"staging_path"` // "" = system temp dir at restore
 
+	// Restore drills (cellar drill): where the scratch restore goes ("" =
+	// system temp dir), the server binaries ("" = found automatically;
+	// "{major}" is replaced by the backup's major version), the user SQL
+	// checks ("" = none), how many drill records are kept (0 = 20) and the
+	// age after which the drill probe fails (0 = unset).
+	RestoreDrillDirectory       string        `koanf:"restore_drill_directory"`
+	RestoreDrillBinDirectory    string        `koanf:"restore_drill_bin_directory"`
+	RestoreDrillChecksDirectory string        `koanf:"restore_drill_checks_directory"`
+	RestoreDrillKeep            int           `koanf:"restore_drill_keep"`
+	LastDrillMaximumAge         time.Duration `koanf:"last_drill_maximum_age"`
+
 	Hooks
 }
 

@@ -34,5 +34,6 @@ func extraCommands(g *globalOptions) []*cobra.Command {
 		newSyncBackupSendCommand(g),
 		newSyncWALsSendCommand(g),
 		newRetentionCommand(g),
+		newDrillCommand(g), newShowDrillCommand(g),
 	}
 }

@@ -35,12 +35,13 @@ var allowed = map[string][]string{
 	"backup":                   append([]string{"incremental"}, level2...),
 	"recovery":                 append([]string{"incremental"}, level2...),
 	"retention":                level2,
+	"drill":                    {"recovery", "catalog", "postgres", "wal", "internal/durable", "internal/lock"},
 	"passive":                  level2,
 	"internal/hooks":           {},
 	"internal/binenc":          {},
 	"internal/walclient":       {"wal", "catalog", "archive", "internal/durable", "internal/lock"},
 	"config":                   {"wal", "retention"},
-	"server":                   append([]string{"config", "archive", "archive/stream", "backup", "recovery", "retention", "passive"}, level2...),
+	"server":                   append([]string{"config", "archive", "archive/stream", "backup", "recovery", "retention", "passive", "drill"}, level2...),
 	"checks":                   {"config", "catalog", "wal", "internal/binenc"},
 	"alerts":                   {"checks"},
 	"exporter":                 {"checks", "checktarget", "server", "config", "catalog", "wal"},
@@ -62,7 +63,7 @@ var thirdParty = map[string][]string{
 	"github.com/prometheus/exporter-toolkit": {"exporter"},
 	"github.com/jackc/pgx":                   {"postgres", "archive/stream", "backup", "internal/pgtest"},
 	"github.com/jackc/pglogrepl":             {"postgres", "archive/stream", "backup"},
-	"os/exec":                                {"backup", "recovery", "internal/hooks", "internal/pgtest", "cmd/cellar", "passive", "archive"},
+	"os/exec":                                {"backup", "recovery", "drill", "internal/hooks", "internal/pgtest", "cmd/cellar", "passive", "archive"},
 }
 
 type pkg struct {
