@@ -19,7 +19,9 @@ import (
 // adds. A FAILED incremental is never listed.
 
 // linkChild adds child to its parent's children_backup_ids, under the
-// parent's per-backup lock (a delete of the parent holds it).
+// parent's per-backup lock (a delete of the parent holds it). A parent busy
+// with a restore or delete is left for RepairChildren rather than waited
+// for.
 func linkChild(ctx context.Context, l catalog.Layout, child *catalog.BackupInfo) error {
 	if child.ParentBackupID == "" || child.Status != catalog.StatusDone {
 		return nil
@@ -43,9 +45,13 @@ func UnlinkChild(ctx context.Context, l catalog.Layout, parentID, child string) 
 }
 
 // updateParent rewrites parentID's children list with edit, durably and
-// only when it changes.
+// only when it changes. A parent whose lock is held (restore, delete) is
+// skipped: RepairChildren brings the list up to date later.
 func updateParent(ctx context.Context, l catalog.Layout, parentID string, edit func([]string) []string) error {
-	lk, err := lock.Acquire(ctx, l.BackupLockPath(parentID))
+	lk, err := lock.TryLock(l.BackupLockPath(parentID))
+	if errors.Is(err, lock.ErrBusy) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("server %s: backup %s lock: %w", l.Server, parentID, err)
 	}
