@@ -19,6 +19,8 @@ func TestDefaultRegistry(t *testing.T) {
 		"failed backups": true, "archiver errors": true, "empty incoming directory": true,
 		"empty streaming directory": true, "incoming WALs directory": true, "streaming WALs directory": true,
 		"wal maximum age": true, "PostgreSQL server is standby": true,
+		// Cellar's own: full backups do not need WAL summaries.
+		"summarize_wal": true,
 	}
 	var names []string
 	for _, p := range probes {
