@@ -26,7 +26,7 @@ func linkChild(ctx context.Context, l catalog.Layout, child *catalog.BackupInfo)
 	if child.ParentBackupID == "" || child.Status != catalog.StatusDone {
 		return nil
 	}
-	return updateParent(ctx, l, child.ParentBackupID, func(ids []string) []string {
+	_, err := updateParent(ctx, l, child.ParentBackupID, func(ids []string) []string {
 		if slices.Contains(ids, child.ID) {
 			return ids
 		}
@@ -34,35 +34,41 @@ func linkChild(ctx context.Context, l catalog.Layout, child *catalog.BackupInfo)
 		slices.Sort(ids)
 		return ids
 	})
+	return err
 }
 
 // UnlinkChild removes child from the children_backup_ids of parentID (a
 // delete of the child). A parent that is gone already is no error.
 func UnlinkChild(ctx context.Context, l catalog.Layout, parentID, child string) error {
-	return updateParent(ctx, l, parentID, func(ids []string) []string {
+	_, err := updateParent(ctx, l, parentID, func(ids []string) []string {
 		return slices.DeleteFunc(ids, func(id string) bool { return id == child })
 	})
+	return err
 }
 
 // updateParent rewrites parentID's children list with edit, durably and
-// only when it changes. A parent whose lock is held (restore, delete) is
-// skipped: RepairChildren brings the list up to date later.
-func updateParent(ctx context.Context, l catalog.Layout, parentID string, edit func([]string) []string) error {
+// only when it changes; it reports whether it wrote. A parent whose lock is
+// held (restore, delete) is skipped: RepairChildren brings the list up to
+// date later.
+func updateParent(ctx context.Context, l catalog.Layout, parentID string, edit func([]string) []string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
 	lk, err := lock.TryLock(l.BackupLockPath(parentID))
 	if errors.Is(err, lock.ErrBusy) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("server %s: backup %s lock: %w", l.Server, parentID, err)
+		return false, fmt.Errorf("server %s: backup %s lock: %w", l.Server, parentID, err)
 	}
 	defer lk.Release()
 	cat := catalog.Open(l)
 	p, err := cat.Get(parentID)
 	if errors.Is(err, catalog.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("server %s: parent backup %s: %w", l.Server, parentID, err)
+		return false, fmt.Errorf("server %s: parent backup %s: %w", l.Server, parentID, err)
 	}
 	old := slices.Clone(p.ChildrenBackupIDs)
 	p.ChildrenBackupIDs = edit(p.ChildrenBackupIDs)
@@ -70,9 +76,9 @@ func updateParent(ctx context.Context, l catalog.Layout, parentID string, edit f
 		p.ChildrenBackupIDs = nil
 	}
 	if slices.Equal(old, p.ChildrenBackupIDs) {
-		return nil
+		return false, nil
 	}
-	return cat.Save(p)
+	return true, cat.Save(p)
 }
 
 // RepairChildren makes every parent's children_backup_ids list exactly its
@@ -98,11 +104,12 @@ func RepairChildren(ctx context.Context, l catalog.Layout) ([]string, error) {
 		if slices.Equal(w, b.ChildrenBackupIDs) {
 			continue
 		}
-		if err := updateParent(ctx, l, b.ID, func([]string) []string { return w }); err != nil {
+		wrote, err := updateParent(ctx, l, b.ID, func([]string) []string { return w })
+		if err != nil {
 			errs = append(errs, err)
-			continue
+		} else if wrote {
+			fixed = append(fixed, b.ID)
 		}
-		fixed = append(fixed, b.ID)
 	}
 	return fixed, errors.Join(errs...)
 }

@@ -335,3 +335,70 @@ func checkRefusal(t *testing.T, l catalog.Layout, err error, want string) {
 		}
 	}
 }
+
+func TestParentOnTimeline(t *testing.T) {
+	t.Parallel()
+	history := []byte("1\t0/5000000\tno recovery target specified\n2\t0/9000000\tno recovery target specified\n")
+	tests := []struct {
+		name    string
+		tli     int64
+		end     string
+		cur     uint32
+		history []byte
+		wantErr string
+	}{
+		{"parent before the first switch", 1, "0/4000000", 3, history, ""},
+		{"parent on the middle timeline", 2, "0/8000000", 3, history, ""},
+		{"parent on timeline 1 after it forked", 1, "0/6000000", 3, history, "not an ancestor of the server's timeline 3"},
+		{"parent on a sibling timeline", 4, "0/6000000", 3, history, "timeline 4"},
+		{"bad end_xlog", 1, "nonsense", 3, history, "end_xlog"},
+		{"bad history", 1, "0/1", 2, []byte("x\ty\n"), "history of timeline 2"},
+	}
+	for _, tc := range tests {
+		p := &catalog.BackupInfo{ID: "20261203T101010", Timeline: tc.tli, EndXLog: tc.end}
+		err := parentOnTimeline("pg", p, tc.cur, tc.history)
+		if tc.wantErr == "" && err != nil || tc.wantErr != "" && (!errors.Is(err, ErrIncremental) || !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.wantErr)
+		}
+	}
+}
+
+func TestIncrementalCommandSQL(t *testing.T) {
+	t.Parallel()
+	sql, err := Command{Label: "l", Incremental: true, ServerVersion: 170002}.SQL()
+	if err != nil || !strings.Contains(sql, ", INCREMENTAL") {
+		t.Errorf("PostgreSQL 17: %q %v", sql, err)
+	}
+	if _, err := (Command{Label: "l", Incremental: true, ServerVersion: 160004}).SQL(); err == nil || !strings.Contains(err.Error(), "PostgreSQL 16") {
+		t.Errorf("PostgreSQL 16: %v", err)
+	}
+}
+
+// TestIncrementalCompressed: incrementals in tar formats, compressed by
+// the server and by Cellar, are verified against their manifests and
+// become DONE with INCREMENTAL files.
+func TestIncrementalCompressed(t *testing.T) {
+	t.Parallel()
+	c := incrSource(t, 17)
+	for _, tc := range []struct {
+		comp   string
+		client bool
+	}{{CompressionZstd, false}, {CompressionGzip, true}} {
+		o := newOptions(t, c)
+		o.Compression, o.ClientCompression = tc.comp, tc.client
+		full := takeDone(t, c, o)
+		changePages(t, c)
+		o.Incremental = true
+		incr := takeDone(t, c, o)
+		if incr.ParentBackupID != full.ID || incr.Compression != tc.comp {
+			t.Errorf("%s: parent %q compression %q", tc.comp, incr.ParentBackupID, incr.Compression)
+		}
+		m, err := os.ReadFile(manifestPath(o.Layout, incr.ID))
+		if err != nil || !strings.Contains(string(m), "/INCREMENTAL.") {
+			t.Errorf("%s: manifest of the incremental lists no INCREMENTAL file (%v)", tc.comp, err)
+		}
+		if *incr.Size*3 > *full.Size {
+			t.Errorf("%s: incremental %d bytes, full %d", tc.comp, *incr.Size, *full.Size)
+		}
+	}
+}

@@ -116,13 +116,17 @@ func TestCheckBackupsRepairsChildren(t *testing.T) {
 	last, _ := s.GetBackup(ids[3])
 	last.ChildrenBackupIDs = []string{"20991231T000000"}
 	s.Catalog().Save(last)
+	// A FAILED incremental is never a child, even if listed.
+	failed, _ := s.GetBackup(ids[2])
+	failed.Status = catalog.StatusFailed
+	s.Catalog().Save(failed)
 	if _, err := s.CheckBackups(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		id   string
 		want []string
-	}{{ids[0], []string{ids[1]}}, {ids[1], []string{ids[2]}}, {ids[3], nil}} {
+	}{{ids[0], []string{ids[1]}}, {ids[1], nil}, {ids[3], nil}} {
 		b, _ := s.GetBackup(tc.id)
 		if !slices.Equal(b.ChildrenBackupIDs, tc.want) {
 			t.Errorf("backup %s children %v, want %v", tc.id, b.ChildrenBackupIDs, tc.want)
