@@ -19,6 +19,7 @@ func Default() *Registry {
 		probeBackupPrivileges(),
 		probePostgreSQLStreaming(),
 		probeWALLevel(),
+		probeSummarizeWAL(),
 		probeIsStandby(),
 		probePrimaryNotStandby(),
 		probeSameSystemID(),

@@ -21,6 +21,8 @@ func TestDefaultRegistry(t *testing.T) {
 		"wal maximum age": true, "PostgreSQL server is standby": true, "backup verification": true, "restore drill maximum age": true,
 		// Cellar's own: a format warning must not stop backups.
 		"catalog format": true,
+		// Cellar's own: full backups do not need WAL summaries.
+		"summarize_wal": true,
 	}
 	var names []string
 	for _, p := range probes {

@@ -123,6 +123,8 @@ type PGStatus struct {
 	SystemID       string // decimal; "" when unreadable
 	CurrentLSN     wal.LSN
 	WALSegmentSize uint64
+	// SummarizeWAL is summarize_wal ("on"/"off"; "" before PostgreSQL 17).
+	SummarizeWAL string
 
 	Archiver ArchiverStats
 

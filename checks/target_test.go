@@ -76,7 +76,7 @@ func pgStatusFrom(s *postgres.Status, slotName string, slot *postgres.Slot, rece
 		HasMonitoringPrivileges: s.HasMonitoringPrivileges,
 		WALLevel:                s.WALLevel, ArchiveMode: s.ArchiveMode, ArchiveCommand: s.ArchiveCommand,
 		IsInRecovery: s.IsInRecovery, SystemID: s.SystemID, CurrentLSN: s.CurrentLSN,
-		WALSegmentSize: s.WALSegmentSize, ReceiverFlushLSN: receiver,
+		WALSegmentSize: s.WALSegmentSize, ReceiverFlushLSN: receiver, SummarizeWAL: s.SummarizeWAL,
 		Archiver: ArchiverStats{
 			ArchivedCount: s.Archiver.ArchivedCount, LastArchivedWAL: s.Archiver.LastArchivedWAL,
 			FailedCount: s.Archiver.FailedCount, LastFailedWAL: s.Archiver.LastFailedWAL,

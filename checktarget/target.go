@@ -139,6 +139,7 @@ func (t *Target) pgStatus(ctx context.Context, ci config.Conninfo, withSlot bool
 		SystemID:                st.SystemID,
 		CurrentLSN:              st.CurrentLSN,
 		WALSegmentSize:          st.WALSegmentSize,
+		SummarizeWAL:            st.SummarizeWAL,
 		Archiver: checks.ArchiverStats{
 			ArchivedCount:   st.Archiver.ArchivedCount,
 			LastArchivedWAL: st.Archiver.LastArchivedWAL,

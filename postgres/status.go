@@ -53,7 +53,10 @@ type Status struct {
 	HBAFile       string
 	IdentFile     string
 
-	WALSegmentSize          uint64
+	WALSegmentSize uint64
+	// SummarizeWAL is the summarize_wal setting (PostgreSQL 17+: "on" or
+	// "off"; "" before 17), which incremental backups need on.
+	SummarizeWAL            string
 	DataChecksums           bool
 	MaxWALSenders           int
 	MaxReplicationSlots     int
@@ -110,7 +113,7 @@ var statusSettings = []string{
 	"server_version", "server_version_num", "wal_level", "archive_mode", "archive_command",
 	"archive_timeout", "data_directory", "config_file", "hba_file", "ident_file",
 	"wal_segment_size", "data_checksums", "max_wal_senders", "max_replication_slots",
-	"synchronous_standby_names",
+	"synchronous_standby_names", "summarize_wal",
 }
 
 type setting struct {
@@ -152,6 +155,7 @@ func (c *Conn) Status(ctx context.Context) (*Status, error) {
 		s.ServerVersionText = f[0]
 	}
 	s.WALLevel = settings["wal_level"].value
+	s.SummarizeWAL = settings["summarize_wal"].value
 	s.ArchiveMode = settings["archive_mode"].value
 	s.ArchiveCommand = settings["archive_command"].value
 	if v, ok := settings["archive_timeout"]; ok {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/cellar-backup/cellar/backup"
 	"github.com/cellar-backup/cellar/catalog"
 	"github.com/cellar-backup/cellar/internal/hooks"
 	"github.com/cellar-backup/cellar/internal/lock"
@@ -130,6 +131,13 @@ func (s *Server) removeBackup(ctx context.Context, b *catalog.BackupInfo, out io
 	}
 	if err := s.removeBackupRemains(id); err != nil {
 		return err
+	}
+	// The child is gone: its parent stops listing it (a crash before
+	// this is repaired by the next check-backup pass).
+	if b.ParentBackupID != "" {
+		if err := backup.UnlinkChild(ctx, s.layout, b.ParentBackupID, id); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(orDiscard(out), "Done deleting backup %s for server %s (end time %s)\n", id, s.name, b.EndTime.Format("2006-01-02 15:04:05"))
 	return nil

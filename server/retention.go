@@ -131,15 +131,30 @@ func orDiscard(w io.Writer) io.Writer {
 // DeleteBackup deletes one backup on user request (seed delete_backup):
 // kept backups and the last backups needed by minimum_redundancy are
 // refused, and so is everything while a backup.info is unreadable.
+// A backup with incremental children is refused, naming them
+// (DeleteBackupTree deletes them too).
 func (s *Server) DeleteBackup(ctx context.Context, id string, out io.Writer) error {
+	return s.DeleteBackupTree(ctx, id, false, out)
+}
+
+// DeleteBackupTree is DeleteBackup that, with withChildren, also deletes
+// every incremental backup taken from id, directly or not, deepest first
+// (each one complete before its parent's delete starts).
+func (s *Server) DeleteBackupTree(ctx context.Context, id string, withChildren bool, out io.Writer) error {
 	bs, err := s.retentionBackups()
 	if err != nil {
 		return err
 	}
-	if err := retention.CheckDelete(bs, id, s.cfg.MinimumRedundancy); err != nil {
+	ids, err := retention.DeleteOrder(bs, id, s.cfg.MinimumRedundancy, withChildren)
+	if err != nil {
 		return fmt.Errorf("server %s: cannot delete backup %s: %w", s.name, id, err)
 	}
-	return s.deleteBackup(ctx, id, out)
+	for _, d := range ids {
+		if err := s.deleteBackup(ctx, d, out); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Keep sets a keep annotation on a DONE backup: full keeps every later WAL,

@@ -12,7 +12,8 @@ import (
 )
 
 func newDeleteCommand(g *globalOptions) *cobra.Command {
-	return &cobra.Command{
+	var withChildren bool
+	c := &cobra.Command{
 		Use:   "delete SERVER BACKUP_ID|oldest|latest|last-failed|NAME",
 		Short: "Delete a backup and the WAL only it needed",
 		Args:  cobra.ExactArgs(2),
@@ -23,9 +24,11 @@ func newDeleteCommand(g *globalOptions) *cobra.Command {
 			}
 			// A busy lock is refused with the holder named ("backup ID
 			// is being restored by PID N"), never waited for.
-			return s.DeleteBackup(cmd.Context(), b.ID, g.out)
+			return s.DeleteBackupTree(cmd.Context(), b.ID, withChildren, g.out)
 		},
 	}
+	c.Flags().BoolVar(&withChildren, "with-children", false, "also delete the incremental backups taken from this one (children first); without it a backup with children is refused")
+	return c
 }
 
 func newKeepCommand(g *globalOptions) *cobra.Command {
