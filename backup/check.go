@@ -58,6 +58,10 @@ func CheckBackup(ctx context.Context, l catalog.Layout, id string) (*catalog.Bac
 	if err := cat.Save(info); err != nil {
 		return info, err
 	}
+	// Only now, with the child DONE on disk, may its parent list it.
+	if err := linkChild(ctx, l, info); err != nil {
+		return info, err
+	}
 	return info, nil
 }
 

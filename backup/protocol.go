@@ -147,6 +147,9 @@ type Command struct {
 	// command takes the old option syntax and the server cannot compress;
 	// 0 means a current server.
 	ServerVersion int
+	// Incremental asks for an incremental backup (PostgreSQL 17+) against
+	// the manifest uploaded just before on the same connection.
+	Incremental bool
 }
 
 // legacyProtocol reports a server before PostgreSQL 15: old BASE_BACKUP
@@ -177,6 +180,9 @@ func (c Command) SQL() (string, error) {
 	}
 	if c.MaxRateKBps != 0 && (c.MaxRateKBps < 32 || c.MaxRateKBps > 1048576) {
 		return "", fmt.Errorf("max rate %d kB/s out of range 32..1048576", c.MaxRateKBps)
+	}
+	if c.Incremental && c.ServerVersion != 0 && c.ServerVersion < MinIncrementalVersion {
+		return "", fmt.Errorf("PostgreSQL %d cannot take incremental backups (BASE_BACKUP INCREMENTAL needs PostgreSQL 17)", c.ServerVersion/10000)
 	}
 	if legacyProtocol(c.ServerVersion) {
 		return c.legacySQL(sum)
@@ -223,6 +229,9 @@ func (c Command) currentSQL(sum string) (string, error) {
 	}
 	if c.TablespaceMap {
 		opts = append(opts, "TABLESPACE_MAP")
+	}
+	if c.Incremental {
+		opts = append(opts, "INCREMENTAL")
 	}
 	switch c.Compression {
 	case "", CompressionNone:

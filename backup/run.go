@@ -76,6 +76,13 @@ type Options struct {
 	MaxRateKBps         int64  // 0 = unlimited
 	Name                string // optional backup_name
 
+	// Incremental takes a PostgreSQL 17+ incremental backup from Parent
+	// (a backup id, name or shortcut; "" or "latest" = the newest DONE
+	// backup): the server sends only the blocks changed since the parent,
+	// whose stored backup_manifest is uploaded first.
+	Incremental bool
+	Parent      string
+
 	// Hooks are the pre/post backup scripts. The pre scripts run once
 	// backup.info exists (EMPTY); a pre retry script's ABORT_STOP fails
 	// the backup before anything is copied. The post scripts always run
@@ -188,6 +195,9 @@ type run struct {
 	// primary is the primary_conninfo connection of a backup from a
 	// standby, nil for a backup of a primary.
 	primary *postgres.Conn
+	// parent is the backup an incremental is taken from, nil for a full
+	// backup.
+	parent *parent
 }
 
 // Run takes a backup. It returns the backup's final backup.info
@@ -241,18 +251,26 @@ func Run(ctx context.Context, opts Options) (*catalog.BackupInfo, error) {
 	if err := ensureIdentity(l, st); err != nil {
 		return nil, err
 	}
+	par, err := prepareIncremental(ctx, &o, cat, conn, st)
+	if err != nil {
+		return nil, err
+	}
 
 	id, err := newBackupID(cat, o.Now())
 	if err != nil {
 		return nil, fmt.Errorf("server %s: %w", o.Server, err)
 	}
-	r := &run{o: &o, cat: cat, primary: primary, log: o.Logger.With("server", o.Server, "backup_id", id)}
+	r := &run{o: &o, cat: cat, primary: primary, parent: par, log: o.Logger.With("server", o.Server, "backup_id", id)}
 	r.info = catalog.NewBackupInfo(id)
 	r.info.ServerName = o.Server
 	r.info.BackupName = o.Name
 	r.info.Mode = "postgres"
 	r.info.SystemID = st.SystemID
 	fillStatus(r.info, st)
+	r.info.SummarizeWAL = summarizeWALField(ctx, conn, st, r.log)
+	if par != nil {
+		r.info.ParentBackupID = par.info.ID
+	}
 	if err := cat.Save(r.info); err != nil {
 		return nil, err
 	}
@@ -322,7 +340,7 @@ func (r *run) take(ctx context.Context, conn *postgres.Conn) error {
 	started := o.Now()
 
 	var prevDir string
-	if o.ReuseBackup == ReuseLink {
+	if o.ReuseBackup == ReuseLink && r.parent == nil {
 		prevDir = r.previousPlain()
 	}
 	dir := l.BackupDirPath(info.ID)
@@ -464,10 +482,16 @@ func (r *run) copy(ctx context.Context, repl *postgres.ReplConn, prevDir, comp, 
 		Compression:       comp,
 		CompressionDetail: detail,
 		ServerVersion:     int(info.Version),
+		Incremental:       r.parent != nil,
 	}
 	sql, err := cmd.SQL()
 	if err != nil {
 		return nil, nil, false, step("issuing start backup command", err)
+	}
+	if r.parent != nil {
+		if err := uploadManifest(ctx, repl, r.parent.manifest); err != nil {
+			return nil, nil, false, step("issuing start backup command", err)
+		}
 	}
 	s, err = startStream(ctx, repl.PgConn(), sql, legacyProtocol(cmd.ServerVersion))
 	if err != nil {

@@ -282,9 +282,31 @@ func Evaluate(p Policy, backups []Backup, now time.Time) []Decision {
 		case b.incremental():
 			set(i, LabelNone, fmt.Sprintf("not evaluated: incremental backup whose chain (parent %q) has no evaluated root backup; never deleted by retention", b.ParentID))
 		}
-		out[i].Delete = out[i].Label == LabelObsolete
+		// An incremental still being taken inherits its root's label
+		// but is never deleted under the running backup.
+		out[i].Delete = out[i].Label == LabelObsolete && !running(b)
 	}
+	pendingTrees(backups, kids, out)
+	protectParents(backups, out)
 	return out
+}
+
+// pendingTrees makes the descendants of a backup whose delete was
+// interrupted OBSOLETE too: a delete removes the whole tree, children
+// first, so the parent still being there means its children were chosen
+// for deletion with it.
+func pendingTrees(backups []Backup, kids map[int][]int, out []Decision) {
+	for i := range backups {
+		if !backups[i].DeletePending {
+			continue
+		}
+		for _, c := range descendants(backups, kids, i) {
+			if backups[c].Keep == "" && !running(&backups[c]) {
+				out[c].Label, out[c].Delete = LabelObsolete, true
+				out[c].Reason = fmt.Sprintf("obsolete: taken from backup %s, whose interrupted delete is being resumed", backups[i].ID)
+			}
+		}
+	}
 }
 
 // links returns, by input index, the children of each backup and the
@@ -428,3 +450,6 @@ func CheckDelete(backups []Backup, id string, minimumRedundancy int) error {
 	}
 	return nil
 }
+
+// running reports a backup that a live process may still be writing.
+func running(b *Backup) bool { return b.Status == StatusEmpty || b.Status == StatusStarted }

@@ -81,6 +81,11 @@ func (s *Server) CheckBackups(ctx context.Context) ([]*catalog.BackupInfo, error
 	}
 	var out []*catalog.BackupInfo
 	var errs []error
+	if fixed, err := backup.RepairChildren(ctx, s.layout); err != nil {
+		errs = append(errs, err)
+	} else if len(fixed) > 0 {
+		s.log.Warn("repaired children_backup_ids of parent backups", "server", s.name, "backup_ids", fixed)
+	}
 	for _, b := range waiting {
 		info, err := backup.CheckBackup(ctx, s.layout, b.ID)
 		if err != nil {

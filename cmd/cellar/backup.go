@@ -22,6 +22,8 @@ type backupOptions struct {
 	immediateCheckpoint bool
 	reuseBackup         string
 	bwlimit             int
+	incremental         bool
+	parent              string
 }
 
 // newBackupCommand is `cellar backup SERVER|all`.
@@ -42,6 +44,8 @@ func newBackupCommand(g *globalOptions) *cobra.Command {
 	f.BoolVar(&opts.immediateCheckpoint, "immediate-checkpoint", false, "fast checkpoint at backup start (overrides immediate_checkpoint)")
 	f.StringVar(&opts.reuseBackup, "reuse-backup", "", "off or link (overrides reuse_backup)")
 	f.IntVar(&opts.bwlimit, "bwlimit", 0, "bandwidth limit in KB/s (overrides bandwidth_limit)")
+	f.BoolVar(&opts.incremental, "incremental", false, "PostgreSQL 17+: back up only the blocks changed since --parent (needs summarize_wal = on)")
+	f.StringVar(&opts.parent, "parent", "", "with --incremental: the parent backup (id, name or shortcut; default latest, the newest DONE backup)")
 	return c
 }
 
@@ -69,6 +73,10 @@ func backupOne(ctx context.Context, g *globalOptions, s *server.Server, opts bac
 		return err
 	}
 	bo.Name = opts.name
+	if opts.parent != "" && !opts.incremental {
+		return errors.New("--parent needs --incremental")
+	}
+	bo.Incremental, bo.Parent = opts.incremental, opts.parent
 	if ckptSet {
 		bo.ImmediateCheckpoint = opts.immediateCheckpoint
 	}
