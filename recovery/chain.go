@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
@@ -26,6 +27,22 @@ type chain struct {
 	members []*chainMember
 	plan    *incremental.Plan
 	locks   []*lock.Lock
+
+	rebuilt  atomic.Int64
+	sizeOnly atomic.Int64
+}
+
+// report adds the chain's figures to a restore's result.
+func (c *chain) report(res *Result) {
+	for _, m := range c.members {
+		res.Chain = append(res.Chain, m.info.ID)
+	}
+	res.Reconstructed = int(c.rebuilt.Load())
+	res.SizeOnly = int(c.sizeOnly.Load())
+	if res.SizeOnly > 0 {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%d of %d rebuilt files: their INCREMENTAL file in backup %s was checked by size only",
+			res.SizeOnly, res.Reconstructed, res.BackupID))
+	}
 }
 
 // chainMember is one backup of a chain, readable by manifest path.
@@ -449,7 +466,12 @@ func (r *restorer) reconstruct(ctx context.Context, c *chain, st incremental.Ste
 		return werr
 	}
 	r.files.Add(1)
-	return newestCheck.finish()
+	c.rebuilt.Add(1)
+	full, err := newestCheck.finish()
+	if err == nil && !full {
+		c.sizeOnly.Add(1)
+	}
+	return err
 }
 
 // seqChecker hashes the newest INCREMENTAL file as Reconstruct reads it;
@@ -486,14 +508,14 @@ func (s *seqChecker) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // finish compares what was hashed with the manifest when the reads covered
-// the file end to end.
-func (s *seqChecker) finish() error {
-	if s == nil || s.cr.want == nil {
-		return nil
+// the file end to end, and says whether they did.
+func (s *seqChecker) finish() (bool, error) {
+	if s == nil || s.cr.want == nil || s.cr.h == nil {
+		return false, nil
 	}
 	if s.gap || s.next != s.cr.want.size {
-		return nil
+		return false, nil
 	}
 	s.cr.n = s.next
-	return s.cr.done()
+	return true, s.cr.done()
 }

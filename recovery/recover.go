@@ -412,6 +412,9 @@ func recoverBackup(ctx context.Context, opts Options) (*Result, error) {
 	res.Files = int(r.files.Load())
 	res.Bytes = r.bytes.Load()
 	res.Unchanged = int(r.unchanged.Load())
+	if ch != nil {
+		ch.report(res)
+	}
 	res.Duration = time.Since(start)
 	res.Warnings = append(r.warnings, res.Warnings...)
 	for _, w := range res.Warnings {
