@@ -110,7 +110,13 @@ func parentOf(cat *catalog.Catalog, child *catalog.BackupInfo, seen map[string]b
 // openChain resolves, locks, opens and plans the chain of the backup being
 // restored, before anything is written: a broken chain fails here.
 func (r *restorer) openChain() (*chain, error) {
-	infos, err := ChainIDs(r.opts.Layout, r.backup)
+	return openChainOf(r.opts.Layout, r.backup)
+}
+
+// openChainOf resolves backup b's chain, takes its parents' locks shared,
+// opens every member and plans the restore of b. The caller closes it.
+func openChainOf(l catalog.Layout, b *catalog.BackupInfo) (*chain, error) {
+	infos, err := ChainIDs(l, b)
 	if err != nil {
 		return nil, err
 	}
@@ -121,25 +127,61 @@ func (r *restorer) openChain() (*chain, error) {
 			c.close()
 		}
 	}()
-	for i, b := range infos {
+	for i, info := range infos {
 		if i < len(infos)-1 {
-			lk, err := lockBackup(r.opts.Layout, b.ID)
+			lk, err := lockBackup(l, info.ID)
 			if err != nil {
 				return nil, err
 			}
 			c.locks = append(c.locks, lk)
 		}
-		m, err := openMember(r.opts.Layout, b)
+		m, err := openMember(l, info)
 		c.members = append(c.members, m) // closed with the chain even on error
 		if err != nil {
 			return nil, err
 		}
 	}
 	if err := c.makePlan(); err != nil {
-		return nil, fmt.Errorf("%w: backup %s: %w", ErrBackupNotRestorable, r.backup.ID, err)
+		return nil, fmt.Errorf("%w: backup %s: %w", ErrBackupNotRestorable, b.ID, err)
 	}
 	ok = true
 	return c, nil
+}
+
+// ChainLink is one parent of an incremental backup as verify-backup
+// reports it: its status and its last verification record, if any.
+type ChainLink struct {
+	ID           string
+	Status       catalog.Status
+	Verification catalog.Verification
+	Verified     bool // a verification record exists
+}
+
+// CheckChain checks that an incremental backup's chain can be restored
+// (every parent readable and DONE, manifests and backup_labels intact and
+// linked, no path of the backup missing from the chain) without reading the
+// data files, and returns the parents, full backup first. A full backup has
+// no parents. The error names the broken link.
+func CheckChain(l catalog.Layout, b *catalog.BackupInfo) ([]ChainLink, error) {
+	if b.ParentBackupID == "" {
+		return nil, nil
+	}
+	c, err := openChainOf(l, b)
+	if err != nil {
+		return nil, err
+	}
+	defer c.close()
+	cat := catalog.Open(l)
+	var out []ChainLink
+	for _, m := range c.members[:len(c.members)-1] {
+		link := ChainLink{ID: m.info.ID, Status: m.info.Status}
+		v, ok, err := cat.Verification(m.info.ID)
+		if err == nil && ok {
+			link.Verification, link.Verified = v, true
+		}
+		out = append(out, link)
+	}
+	return out, nil
 }
 
 // makePlan checks that the members' labels and manifests link up and plans

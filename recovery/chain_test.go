@@ -3,6 +3,7 @@ package recovery
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -129,7 +130,55 @@ func TestRecoverIncrementalChainPG17(t *testing.T) {
 			t.Errorf("database dropped after the restore point is missing")
 		}
 	})
+	t.Run("verify", func(t *testing.T) {
+		v, err := VerifyBackup(t.Context(), VerifyOptions{Layout: c.f.layout, Backup: c.incr2})
+		if err != nil || v.Result != catalog.VerifyOK {
+			t.Fatalf("verify incremental %s: %+v %v", c.incr2.ID, v, err)
+		}
+		links, err := CheckChain(c.f.layout, c.incr2)
+		if err != nil || len(links) != 2 || links[0].ID != c.full.ID || links[1].ID != c.incr1.ID || links[1].Status != catalog.StatusDone {
+			t.Fatalf("chain of %s: %+v %v", c.incr2.ID, links, err)
+		}
+	})
+	t.Run("damaged-increment", func(t *testing.T) { testDamagedIncrement(t, c) })
 	t.Run("broken-parent", func(t *testing.T) { testBrokenParent(t, c) })
+}
+
+// testDamagedIncrement flips a byte of the newest backup's largest
+// INCREMENTAL file: the restore fails naming it and is never marked
+// complete.
+func testDamagedIncrement(t *testing.T, c *chainFixture) {
+	var biggest string
+	var size int64
+	filepath.WalkDir(c.f.layout.BackupDataDir(c.incr2.ID), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(d.Name(), "INCREMENTAL.") {
+			if fi, err := d.Info(); err == nil && fi.Size() > size {
+				biggest, size = p, fi.Size()
+			}
+		}
+		return nil
+	})
+	if biggest == "" {
+		t.Fatal("no INCREMENTAL file in the newest backup")
+	}
+	restore := saveFiles(t, biggest)
+	defer restore()
+	data, err := os.ReadFile(biggest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)-100] ^= 0x40 // in the last block's data
+	if err := os.WriteFile(biggest, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dest := destDir(t)
+	_, err = Recover(t.Context(), Options{Layout: c.f.layout, Backup: c.incr2, Dest: dest, Parallel: 2, Target: Target{Name: "end"}})
+	if !errors.Is(err, ErrBackupDamaged) || !strings.Contains(err.Error(), filepath.Base(biggest)) {
+		t.Fatalf("Recover with damaged %s: %v", biggest, err)
+	}
+	if _, serr := os.Stat(filepath.Join(dest, RecoverInfoFile)); !errors.Is(serr, fs.ErrNotExist) {
+		t.Errorf("failed restore marked complete: %v", serr)
+	}
 }
 
 // testBrokenParent damages the middle backup in turn and checks that
@@ -169,6 +218,9 @@ func testBrokenParent(t *testing.T, c *chainFixture) {
 			}
 			if ents, _ := os.ReadDir(dest); len(ents) > 0 {
 				t.Errorf("refused restore wrote %d entries into %s", len(ents), dest)
+			}
+			if _, err := CheckChain(l, c.incr2); err == nil || !strings.Contains(err.Error(), id) {
+				t.Errorf("CheckChain with %s: %v; want an error naming %s", tc.name, err, id)
 			}
 		})
 	}
