@@ -102,8 +102,12 @@ func newChainFixture(t *testing.T, version int) *chainFixture {
 	return c
 }
 
-func TestRecoverIncrementalChainPG17(t *testing.T) {
-	c := newChainFixture(t, 17)
+func TestRecoverIncrementalChainPG17(t *testing.T) { testRecoverIncrementalChain(t, 17) }
+
+func TestRecoverIncrementalChainPG18(t *testing.T) { testRecoverIncrementalChain(t, 18) }
+
+func testRecoverIncrementalChain(t *testing.T, version int) {
+	c := newChainFixture(t, version)
 	if c.incr2.ParentBackupID != c.incr1.ID || c.incr1.ParentBackupID != c.full.ID {
 		t.Fatalf("chain fields: incr2 parent %q, incr1 parent %q", c.incr2.ParentBackupID, c.incr1.ParentBackupID)
 	}
