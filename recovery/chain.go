@@ -494,8 +494,10 @@ func (r *restorer) reconstruct(ctx context.Context, c *chain, st incremental.Ste
 	}
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
+	var rebuilt incremental.Result
 	go func() {
-		_, err := incremental.Reconstruct(ctx, pw, sources, "")
+		var err error
+		rebuilt, err = incremental.Reconstruct(ctx, pw, sources, "")
 		pw.CloseWithError(err)
 		done <- err
 	}()
@@ -508,6 +510,7 @@ func (r *restorer) reconstruct(ctx context.Context, c *chain, st incremental.Ste
 		return werr
 	}
 	r.files.Add(1)
+	r.bytes.Add(rebuilt.Size)
 	c.rebuilt.Add(1)
 	full, err := newestCheck.finish()
 	if err == nil && !full {
