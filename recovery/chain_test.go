@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -144,8 +145,48 @@ func testRecoverIncrementalChain(t *testing.T, version int) {
 			t.Fatalf("chain of %s: %+v %v", c.incr2.ID, links, err)
 		}
 	})
+	t.Run("tar", func(t *testing.T) { testChainFromTars(t, c) })
 	t.Run("damaged-increment", func(t *testing.T) { testDamagedIncrement(t, c) })
 	t.Run("broken-parent", func(t *testing.T) { testBrokenParent(t, c) })
+}
+
+// testChainFromTars restores the last backup from a copy of the catalog
+// where every backup of the chain is stored as an uncompressed base.tar.
+func testChainFromTars(t *testing.T, c *chainFixture) {
+	root := t.TempDir()
+	if out, err := exec.Command("cp", "-a", c.f.layout.BackupDir, root).CombinedOutput(); err != nil {
+		t.Fatalf("copy catalog: %v %s", err, out)
+	}
+	l := catalog.NewLayout("pg", filepath.Join(root, filepath.Base(c.f.layout.BackupDir)), t.TempDir())
+	for _, id := range []string{c.full.ID, c.incr1.ID, c.incr2.ID} {
+		data, dir := l.BackupDataDir(id), l.BackupDirPath(id)
+		if err := os.Rename(filepath.Join(data, ManifestName), filepath.Join(dir, ManifestName)); err != nil {
+			t.Fatal(err)
+		}
+		ents, err := os.ReadDir(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"-C", data, "-cf", filepath.Join(dir, "base.tar")}
+		for _, e := range ents {
+			args = append(args, e.Name()) // members named like PostgreSQL's, without "./"
+		}
+		if out, err := exec.Command("tar", args...).CombinedOutput(); err != nil {
+			t.Fatalf("tar %s: %v %s", id, err, out)
+		}
+		if err := os.RemoveAll(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := catalog.Open(l).Get(c.incr2.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Layout: l, Backup: b, Dest: destDir(t), Parallel: 2, Target: Target{Name: "end", Action: "promote"}}
+	res, _ := restoreAndCheck(t, c.f, opts, c.sEnd, true)
+	if res.Reconstructed == 0 || res.SizeOnly != 0 {
+		t.Errorf("from tars: %d files rebuilt, %d checked by size only", res.Reconstructed, res.SizeOnly)
+	}
 }
 
 // testDamagedIncrement flips a byte of the newest backup's largest
