@@ -36,7 +36,13 @@ type fixture struct {
 
 func newFixture(t *testing.T, tablespaces int) *fixture {
 	t.Helper()
-	src := pgtest.Start(t, pgtest.Options{Archive: true, Tablespaces: tablespaces})
+	return newFixtureWith(t, pgtest.Options{Archive: true, Tablespaces: tablespaces})
+}
+
+// newFixtureWith is newFixture for a source started with opts.
+func newFixtureWith(t *testing.T, opts pgtest.Options) *fixture {
+	t.Helper()
+	src := pgtest.Start(t, opts)
 	bd := t.TempDir()
 	layout := catalog.NewLayout("pg", bd, bd)
 	if err := layout.MakeDirs(); err != nil {

@@ -42,7 +42,7 @@ func (m manifest) hasChecksums() bool {
 	return false
 }
 
-// manifestDoc is the JSON of a backup_manifest, version 1.
+// manifestDoc is the JSON of a backup_manifest, version 1 or 2.
 type manifestDoc struct {
 	Version int `json:"PostgreSQL-Backup-Manifest-Version"`
 	Files   []struct {
@@ -86,7 +86,9 @@ func parseManifest(data []byte) (manifest, error) {
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("not a backup manifest: %w", err)
 	}
-	if doc.Version != 1 {
+	// Version 2 (PostgreSQL 17+) adds System-Identifier, which the checks
+	// here do not need.
+	if doc.Version != 1 && doc.Version != 2 {
 		return nil, fmt.Errorf("unsupported manifest version %d", doc.Version)
 	}
 	if err := checkManifestChecksum(data, doc.Checksum); err != nil {

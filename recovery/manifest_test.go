@@ -32,13 +32,19 @@ func TestParseManifest(t *testing.T) {
 	if s := m["pg_tblspc/16385/PG_15/5/x\xff"]; !s.ok || s.checksum != "" {
 		t.Errorf("encoded path entry: %+v (manifest %v)", s, m)
 	}
+	// PostgreSQL 17+ writes version 2, with the system identifier.
+	v2 := sealManifest(`{"PostgreSQL-Backup-Manifest-Version": 2, "System-Identifier": 7, "Files": [` + "\n" +
+		`{ "Path": "base/1/1259", "Size": 8192, "Checksum-Algorithm": "CRC32C", "Checksum": "0a1b2c3d" }` + "\n],\n")
+	if m, err := parseManifest([]byte(v2)); err != nil || !m["base/1/1259"].ok {
+		t.Errorf("version 2 manifest: %v %v", m, err)
+	}
 	entry := func(e string) string { return sealManifest(manifestHead + e + "\n],\n") }
 	for _, tc := range []struct {
 		name, doc, msg string
 	}{
 		{"tampered", strings.Replace(good, "8192", "8193", 1), "manifest itself is damaged"},
 		{"no-checksum", manifestHead + "]}", "no Manifest-Checksum"},
-		{"version", sealManifest(`{"PostgreSQL-Backup-Manifest-Version": 2, `), "version 2"},
+		{"version", sealManifest(`{"PostgreSQL-Backup-Manifest-Version": 3, `), "version 3"},
 		{"escape", entry(`{"Path": "../etc/passwd", "Size": 1}`), "unsafe path"},
 		{"absolute", entry(`{"Path": "/etc/passwd", "Size": 1}`), "unsafe path"},
 		{"unclean", entry(`{"Path": "base/./1", "Size": 1}`), "unsafe path"},

@@ -183,18 +183,25 @@ type Options struct {
 
 // Result describes a finished restore.
 type Result struct {
-	BackupID     string
-	Dest         string
-	PITR         bool
-	TargetTLI    uint32 // 0 when PostgreSQL picks (get-wal without a timeline target)
-	Files        int    // regular files written
-	Bytes        int64  // bytes written
-	Unchanged    int    // delta restore: files left as they were
-	Removed      int    // delta restore: extra files removed
-	WALFiles     int    // WAL files copied (0 with get-wal)
-	WALDir       string // where the WAL went (pg_wal or the staging dir)
-	RecoveryConf string // file that received the recovery settings
-	SignalFile   string // recovery.signal or standby.signal ("" when none)
-	Warnings     []string
-	Duration     time.Duration
+	BackupID  string
+	Dest      string
+	PITR      bool
+	TargetTLI uint32 // 0 when PostgreSQL picks (get-wal without a timeline target)
+	Files     int    // regular files written
+	Bytes     int64  // bytes written
+	Unchanged int    // delta restore: files left as they were
+	Removed   int    // delta restore: extra files removed
+	WALFiles  int    // WAL files copied (0 with get-wal)
+	// Chain lists an incremental backup's chain, full backup first (nil
+	// for a full backup); Reconstructed counts the files rebuilt from it,
+	// SizeOnly those of them whose newest INCREMENTAL file could only be
+	// checked by size.
+	Chain         []string
+	Reconstructed int
+	SizeOnly      int
+	WALDir        string // where the WAL went (pg_wal or the staging dir)
+	RecoveryConf  string // file that received the recovery settings
+	SignalFile    string // recovery.signal or standby.signal ("" when none)
+	Warnings      []string
+	Duration      time.Duration
 }

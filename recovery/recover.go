@@ -257,6 +257,17 @@ func recoverBackup(ctx context.Context, opts Options) (*Result, error) {
 	if err := r.loadManifest(); err != nil {
 		return nil, err
 	}
+	var ch *chain
+	if b.ParentBackupID != "" {
+		if opts.RemoteSSHCommand != "" {
+			return nil, fmt.Errorf("%w: backup %s is incremental: restoring an incremental chain over ssh is not supported; restore locally and copy the directory", ErrInvalidOptions, b.ID)
+		}
+		if ch, err = r.openChain(); err != nil {
+			return nil, err
+		}
+		defer ch.close()
+		r.progress("backup %s is incremental: rebuilding it from a chain of %d backups", b.ID, len(ch.members))
+	}
 	roots := []string{dest}
 	for _, s := range sources {
 		if s.oid != 0 {
@@ -312,7 +323,7 @@ func recoverBackup(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}
 	r.progress("restoring backup %s into %s", b.ID, dest)
-	if err = r.copySources(ctx, sources); err != nil {
+	if err = r.copyData(ctx, sources, ch); err != nil {
 		return nil, err
 	}
 	if err = r.check.missing(r.restores); err != nil {
@@ -401,6 +412,9 @@ func recoverBackup(ctx context.Context, opts Options) (*Result, error) {
 	res.Files = int(r.files.Load())
 	res.Bytes = r.bytes.Load()
 	res.Unchanged = int(r.unchanged.Load())
+	if ch != nil {
+		ch.report(res)
+	}
 	res.Duration = time.Since(start)
 	res.Warnings = append(r.warnings, res.Warnings...)
 	for _, w := range res.Warnings {
@@ -729,6 +743,15 @@ func (r *restorer) writeFile(dest, key string, size int64, rd io.Reader) error {
 		r.unchanged.Add(1)
 	}
 	return nil
+}
+
+// copyData restores the backup's files: copied from the backup, or rebuilt
+// from its chain when it is incremental.
+func (r *restorer) copyData(ctx context.Context, sources []source, ch *chain) error {
+	if ch != nil {
+		return r.copyChain(ctx, ch)
+	}
+	return r.copySources(ctx, sources)
 }
 
 func (r *restorer) copySources(ctx context.Context, sources []source) error {

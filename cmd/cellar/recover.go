@@ -154,6 +154,10 @@ func runRecover(ctx context.Context, g *globalOptions, o recoverOptions, args []
 	for _, w := range res.Warnings {
 		fmt.Fprintf(g.out, "WARNING: %s\n", w)
 	}
+	if len(res.Chain) > 0 {
+		fmt.Fprintf(g.out, "Incremental backup %s rebuilt from its chain %s (%d files reconstructed).\n",
+			res.BackupID, strings.Join(res.Chain, " -> "), res.Reconstructed)
+	}
 	fmt.Fprintf(g.out, "Your PostgreSQL server has been successfully prepared for recovery!\n")
 	if res.RecoveryConf != "" {
 		fmt.Fprintf(g.out, "Recovery settings were written to %s; archive_command is disabled (originals kept as .origin files).\n", res.RecoveryConf)

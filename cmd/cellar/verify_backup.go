@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cellar-backup/cellar/catalog"
+	"github.com/cellar-backup/cellar/recovery"
 	"github.com/cellar-backup/cellar/server"
 )
 
@@ -25,7 +27,9 @@ func newVerifyBackupCommand(g *globalOptions) *cobra.Command {
 		Long: "Reads every file of the backup (plain or tar, any compression) and compares it with\n" +
 			"backup_manifest; prints OK, FAILED (first bad file) or UNVERIFIABLE (no manifest) per backup\n" +
 			"and saves the verdict in base/<id>/cellar-verify.json. `all` checks every DONE and\n" +
-			"WAITING_FOR_WALS backup.\n\n" +
+			"WAITING_FOR_WALS backup. For an incremental backup it also checks its chain of parents\n" +
+			"(present, DONE, manifests and backup_labels linked up) and prints each parent's last verdict;\n" +
+			"a broken chain counts as FAILED.\n\n" +
 			"Exit codes: 0 every checked backup is OK; 1 a backup FAILED or could not be checked\n" +
 			"(e.g. it is being deleted); 2 usage; 4 none failed but some are UNVERIFIABLE.",
 		Args: cobra.ExactArgs(2),
@@ -83,6 +87,7 @@ func runVerifyBackup(ctx context.Context, g *globalOptions, srv, ref string) err
 		if !g.json() {
 			printVerification(g, v)
 		}
+		reportChain(g, s.Layout(), b, &tally)
 	}
 	if g.json() {
 		if records == nil {
@@ -95,6 +100,34 @@ func runVerifyBackup(ctx context.Context, g *globalOptions, srv, ref string) err
 		fmt.Fprintf(g.out, "server %s has no DONE backup to verify\n", s.Name())
 	}
 	return tally.err(s.Name())
+}
+
+// reportChain checks an incremental backup's chain of parents (a backup
+// whose chain is broken cannot be restored, so it counts as failed) and
+// prints each parent's status and last verification.
+func reportChain(g *globalOptions, l catalog.Layout, b *catalog.BackupInfo, tally *verifyTally) {
+	if b.ParentBackupID == "" {
+		return
+	}
+	links, err := recovery.CheckChain(l, b)
+	if err != nil {
+		tally.failed++
+		tally.firstErr = keepFirst(tally.firstErr, fmt.Errorf("backup %s: chain of parents broken: %w", b.ID, err))
+		if !g.json() {
+			fmt.Fprintf(g.out, "  chain of backup %s: BROKEN: %v\n", b.ID, err)
+		}
+		return
+	}
+	if g.json() {
+		return
+	}
+	for _, p := range links {
+		last := "never verified (run verify-backup on it)"
+		if p.Verified {
+			last = fmt.Sprintf("last verified %s: %s", p.Verification.VerifiedAt.Format(time.RFC3339), strings.ToUpper(string(p.Verification.Result)))
+		}
+		fmt.Fprintf(g.out, "  parent %s: %s, manifest and backup_label link up; %s\n", p.ID, p.Status, last)
+	}
 }
 
 func keepFirst(first, err error) error {
