@@ -6,7 +6,7 @@ PKGS := ./...
 .PHONY: build test lint fmt vet bench e2e fuzz run clean
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$$(git describe --tags --always 2>/dev/null || echo dev)" -o $(BIN) ./cmd/cellar
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$$(git describe --tags --always 2>/dev/null || echo dev) -X main.revision=$$(git rev-parse HEAD 2>/dev/null)" -o $(BIN) ./cmd/cellar
 
 # Unit + real-PostgreSQL integration tests (PostgreSQL 15 from Debian, 13/14/16/17/18
 # from scripts/install-pg.sh).

@@ -120,6 +120,9 @@ func TestDaemonScheduledVerification(t *testing.T) {
 		check, checkOK := metricValue(metrics, "cellar_check_status", `server="pg"`, `check="backup_verification"`)
 		last, _ := metricValue(metrics, "cellar_job_last_success_timestamp_seconds", `server="pg"`, `job="verify-backup"`)
 		if err == nil && ok && v.Result == catalog.VerifyOK && verOK == 1 && checkOK && check == 0 && last >= float64(start.Unix()) {
+			if b, ok := metricValue(metrics, "cellar_build_info", `version="dev"`, `goversion="go`); !ok || b != 1 {
+				t.Errorf("daemon /metrics: cellar_build_info = %v (present %v), want 1", b, ok)
+			}
 			if v.Files == 0 || v.Bytes == 0 {
 				t.Errorf("verification record %+v counts no files", v)
 			}
