@@ -23,6 +23,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 lint: fmt vet
 	$(GO) run $(STATICCHECK) $(PKGS)
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 
 # Benchmarks (not in CI). Go micro-benchmarks, then the peer comparisons
 # (barman, pgbackrest, pg_basebackup, pg_receivewal measured in the same run,
