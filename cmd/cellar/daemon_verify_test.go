@@ -19,6 +19,7 @@ import (
 // /metrics on a free port.
 type verifyEnv struct {
 	bin, cfgFile, metricsURL string
+	metricsAddr              string
 	cluster                  *pgtest.Cluster
 	cat                      *catalog.Catalog
 	backupID                 string
@@ -33,7 +34,8 @@ func newVerifyEnv(t *testing.T, extra string) *verifyEnv {
 		t.Fatal(err)
 	}
 	port := freeTCPPort(t)
-	e.metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
+	e.metricsAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	e.metricsURL = "http://" + e.metricsAddr + "/metrics"
 	e.cluster = pgtest.Start(t, pgtest.Options{ArchiveCommand: fmt.Sprintf("%s -c %s -q wal-archive pg %%p", e.bin, e.cfgFile)})
 	text := fmt.Sprintf(`global:
   barman_home: %s
