@@ -43,7 +43,7 @@ func TestRulesUseExportedMetrics(t *testing.T) {
 		"cellar_check_status": true, "cellar_check_duration_seconds": true, "cellar_up": true,
 		"cellar_server_info": true, "cellar_scrape_duration_seconds": true,
 		"cellar_check_oldest_result_timestamp_seconds": true,
-		"cellar_job_runs_total": true, "cellar_job_failures_total": true,
+		"cellar_job_runs_total":                        true, "cellar_job_failures_total": true,
 		"cellar_job_last_success_timestamp_seconds": true, "cellar_job_duration_seconds": true,
 		"cellar_build_info": true,
 	}
