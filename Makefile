@@ -6,7 +6,7 @@ PKGS := ./...
 .PHONY: build test lint fmt vet bench e2e fuzz run clean
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$$(git describe --tags --always 2>/dev/null || echo dev)" -o $(BIN) ./cmd/cellar
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$$(git describe --tags --always 2>/dev/null || echo dev) -X main.revision=$$(git rev-parse HEAD 2>/dev/null)" -o $(BIN) ./cmd/cellar
 
 # Unit + real-PostgreSQL integration tests (PostgreSQL 15 from Debian, 13/14/16/17/18
 # from scripts/install-pg.sh).
@@ -23,6 +23,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 lint: fmt vet
 	$(GO) run $(STATICCHECK) $(PKGS)
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 
 # Benchmarks (not in CI). Go micro-benchmarks, then the peer comparisons
 # (barman, pgbackrest, pg_basebackup, pg_receivewal measured in the same run,

@@ -30,9 +30,16 @@ func TestProbeWALArchive(t *testing.T) {
 func TestProbeIncomingDirectories(t *testing.T) {
 	t.Parallel()
 	tgt := newRealTarget(t, "pg")
-	// archiver on, no queue limit: neither incoming check applies.
+	// archiver on, no queue limit: the queue is counted (its gauge is
+	// exported) but never fails.
 	mustSkip(t, tgt, "empty_incoming_directory")
-	mustSkip(t, tgt, "incoming_wals_directory")
+	tgt.writeFile(t, filepath.Join(tgt.dirs.Incoming, "000000010000000000000009"))
+	if r := mustProbe(t, tgt, "incoming_wals_directory", OK, ""); r.Values["incoming_wals_queue_files"] != 1 {
+		t.Errorf("queue gauge without max_incoming_wals_queue = %v", r.Values)
+	}
+	if err := os.Remove(filepath.Join(tgt.dirs.Incoming, "000000010000000000000009")); err != nil {
+		t.Fatal(err)
+	}
 
 	tgt.cfg.MaxIncomingWALsQueue = 1
 	tgt.writeFile(t, filepath.Join(tgt.dirs.Incoming, "000000010000000000000001"))

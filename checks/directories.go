@@ -63,18 +63,22 @@ func emptyDirProbe(name, key, option string, streaming bool) Probe {
 	}
 }
 
+// queueProbe counts the WAL files waiting in incoming/ or streaming/. It
+// applies whenever that archiver is on, so the queue gauge is always
+// exported (a growing queue is worth an alert with or without a limit);
+// it can fail, and so be printed (failure only), only when
+// max_incoming_wals_queue is set.
 func queueProbe(name, key, gauge string, streaming bool) Probe {
 	return Probe{
 		Name: name, Key: key, Group: "archive", Critical: false, FailureOnly: true,
 		Applies: func(t Target) bool {
 			c := t.Config()
-			on := c.Archiver
 			if streaming {
-				on = c.StreamingArchiver
+				return c.StreamingArchiver
 			}
-			return on && c.MaxIncomingWALsQueue > 0
+			return c.Archiver
 		},
-		Gauges: []Gauge{{Name: gauge, Help: "WAL files waiting in the " + strings.SplitN(name, " ", 2)[0] + " directory to be archived."}},
+		Gauges: []Gauge{{Name: gauge, Help: "WAL files waiting in the " + strings.SplitN(name, " ", 2)[0] + " directory to be archived (exported whenever that archiver is on)."}},
 		Run: func(_ context.Context, t Target) Result {
 			dir := t.Directories().Incoming
 			if streaming {
@@ -84,17 +88,25 @@ func queueProbe(name, key, gauge string, streaming bool) Probe {
 			if err != nil {
 				return Unknownf("%v", err)
 			}
-			max := t.Config().MaxIncomingWALsQueue
-			r := Pass("")
-			if n > max {
-				r = Fail(fmt.Sprintf("there are too many WALs in queue: %d, max %d", n, max))
-			}
-			r.Values = map[string]float64{gauge: float64(n)}
-			label := strings.TrimSuffix(gauge, "_files")
-			r.Perf = []Perf{{Label: label, Value: float64(n), Crit: fmt.Sprintf("%d", max), Min: Float(0)}}
-			return r
+			return queueResult(gauge, n, t.Config().MaxIncomingWALsQueue)
 		},
 	}
+}
+
+// queueResult judges a queue of n files against max (0: no limit).
+func queueResult(gauge string, n, max int) Result {
+	r := Pass("")
+	crit := ""
+	if max > 0 {
+		crit = fmt.Sprintf("%d", max)
+		if n > max {
+			r = Fail(fmt.Sprintf("there are too many WALs in queue: %d, max %d", n, max))
+		}
+	}
+	r.Values = map[string]float64{gauge: float64(n)}
+	label := strings.TrimSuffix(gauge, "_files")
+	r.Perf = []Perf{{Label: label, Value: float64(n), Crit: crit, Min: Float(0)}}
+	return r
 }
 
 // probeDirectories verifies the *_directory paths are directories. Barman

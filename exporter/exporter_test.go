@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -325,7 +327,7 @@ func scrape(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	self := prometheus.NewRegistry()
-	h, err := NewHandler(prometheus.Gatherers{reg, self}, self, HTTPOptions{Version: "test"})
+	h, err := NewHandler(prometheus.Gatherers{reg, self}, self, HTTPOptions{Version: "test", Revision: "abc123"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -472,5 +474,16 @@ func TestCollectorServesWhileRefreshing(t *testing.T) {
 			t.Fatalf("SaveState called %d times, want after each of the 2 evaluations", sf.saves.Load())
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// /metrics carries cellar_build_info with the handler's version and
+// revision and the Go version of this binary.
+func TestBuildInfo(t *testing.T) {
+	t.Parallel()
+	body := string(scrape(t))
+	want := fmt.Sprintf(`cellar_build_info{goversion=%q,revision="abc123",version="test"} 1`, runtime.Version())
+	if !strings.Contains(body, want+"\n") {
+		t.Errorf("/metrics lacks %s", want)
 	}
 }

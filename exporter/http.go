@@ -25,8 +25,11 @@ type HTTPOptions struct {
 	WebConfigFile string
 	// Timeout bounds one /metrics request (503 after it).
 	Timeout time.Duration
-	Version string
-	Logger  *slog.Logger
+	// Version and Revision identify the build: shown on the landing page
+	// and exported as cellar_build_info (on self).
+	Version  string
+	Revision string
+	Logger   *slog.Logger
 }
 
 // NewHandler serves /metrics from gatherer (the registry holding the
@@ -46,6 +49,9 @@ func NewHandler(gatherer prometheus.Gatherer, self prometheus.Registerer, opts H
 	})
 	if self != nil {
 		metrics = promhttp.InstrumentMetricHandler(self, metrics)
+		if err := RegisterBuildInfo(self, opts.Version, opts.Revision); err != nil {
+			return nil, err
+		}
 	}
 	landing, err := web.NewLandingPage(web.LandingConfig{
 		Name:        "Cellar exporter",

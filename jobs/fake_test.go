@@ -108,6 +108,9 @@ func (f *fakeTasks) EnforceRetention(ctx context.Context, srv string) error {
 func (f *fakeTasks) SyncPassive(ctx context.Context, srv string) error {
 	return f.do(ctx, JobPassiveSync, srv)
 }
+func (f *fakeTasks) VerifyBackups(ctx context.Context, srv string) error {
+	return f.do(ctx, JobVerify, srv)
+}
 
 func (f *fakeTasks) StartReceiveWAL(ctx context.Context, srv string) (ReceiverHandle, error) {
 	f.mu.Lock()

@@ -87,7 +87,7 @@ func (r *runner) run(ctx context.Context, srv string, kind JobKind, pre func()) 
 	case err == nil:
 		r.obs.JobFinished(srv, string(kind), d, nil)
 		lvl := slog.LevelDebug
-		if kind == JobBackup || kind == JobRetention {
+		if kind == JobBackup || kind == JobRetention || kind == JobVerify {
 			lvl = slog.LevelInfo
 		}
 		log.Log(ctx, lvl, "job finished", "duration", d)
@@ -135,6 +135,8 @@ func (r *runner) call(ctx context.Context, srv string, kind JobKind) (err error)
 		return r.tasks.EnforceRetention(ctx, srv)
 	case JobPassiveSync:
 		return r.tasks.SyncPassive(ctx, srv)
+	case JobVerify:
+		return r.tasks.VerifyBackups(ctx, srv)
 	}
 	return fmt.Errorf("%w %q for server %q", ErrUnknownJob, kind, srv)
 }

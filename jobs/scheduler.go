@@ -204,6 +204,13 @@ func plan(cfg *config.Config, opts Options) (map[string]serverPlan, error) {
 				p.jobs[JobBackup] = jobSpec{cron: sc.BackupSchedule}
 			}
 		}
+		if sc.VerifyBackupSchedule != "" {
+			if err := ValidateSchedule(sc.VerifyBackupSchedule, opts.Location); err != nil {
+				errs = append(errs, fmt.Errorf("server %q: invalid verify_backup_schedule %q: %w", name, sc.VerifyBackupSchedule, err))
+			} else {
+				p.jobs[JobVerify] = jobSpec{cron: sc.VerifyBackupSchedule}
+			}
+		}
 		p.jobs[JobCheckBackup] = jobSpec{every: checkEvery}
 		if sc.RetentionPolicy.IsSet() {
 			p.jobs[JobRetention] = jobSpec{every: retentionEvery}

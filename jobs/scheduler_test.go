@@ -25,6 +25,7 @@ func TestSchedulesFire(t *testing.T) {
 		srv("pg1", func(s *config.Server) {
 			s.RetentionPolicy = redundancy(2)
 			s.BackupSchedule = "* * * * * *" // every second (6 fields: seconds first)
+			s.VerifyBackupSchedule = "* * * * * *"
 		}),
 		srv("standby", func(s *config.Server) { s.PrimarySSHCommand = "ssh barman@primary" }),
 		srv("off", func(s *config.Server) { s.Active = false }),
@@ -42,6 +43,7 @@ func TestSchedulesFire(t *testing.T) {
 	tasks.waitCalls(t, JobCheckBackup, "pg1", 2)
 	tasks.waitCalls(t, JobRetention, "pg1", 2)
 	tasks.waitCalls(t, JobBackup, "pg1", 1)
+	tasks.waitCalls(t, JobVerify, "pg1", 1)
 	tasks.waitCalls(t, JobPassiveSync, "standby", 2)
 	tasks.waitCalls(t, JobCheckBackup, "noretention", 2)
 	if err := stop(); err != nil {
@@ -55,6 +57,7 @@ func TestSchedulesFire(t *testing.T) {
 		{JobArchiveWAL, "standby"}, {JobBackup, "standby"}, {JobCheckBackup, "standby"},
 		{JobArchiveWAL, "off"}, {JobCheckBackup, "off"}, {JobPassiveSync, "off"},
 		{JobRetention, "noretention"}, {JobBackup, "noretention"}, {JobPassiveSync, "pg1"},
+		{JobVerify, "noretention"}, {JobVerify, "standby"},
 	} {
 		if n := tasks.count(c.kind, c.srv); n != 0 {
 			t.Errorf("%s/%s ran %d times, want never", c.kind, c.srv, n)

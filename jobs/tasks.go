@@ -2,7 +2,8 @@
 // that does, for every configured server, what Barman's `cron` does by
 // spawning a process per task each minute. It runs archive-wal (triggered
 // by new files in incoming/ and streaming/, with a fallback interval),
-// scheduled backups (backup_schedule), check-backup of WAITING_FOR_WALS
+// scheduled backups (backup_schedule), scheduled verification
+// (verify_backup_schedule), check-backup of WAITING_FOR_WALS
 // backups, retention, passive-node sync, and supervises an in-process
 // receive-wal per server.
 //
@@ -41,6 +42,13 @@ type Tasks interface {
 	// SyncPassive synchronises a passive node; it may return
 	// ErrNotApplicable.
 	SyncPassive(ctx context.Context, srv string) error
+	// VerifyBackups verifies the newest DONE backup and a bounded number of
+	// DONE backups never verified, saving each verdict in the catalog. A
+	// backup that is busy (being deleted) is skipped, not a failure; a
+	// FAILED verdict is recorded (the verification metrics report it) and
+	// is not an error of the job, which fails only when it could not
+	// verify.
+	VerifyBackups(ctx context.Context, srv string) error
 	// StartReceiveWAL starts the in-process receive-wal supervisor and
 	// returns once it runs. The handle ends when Stop is called, when the
 	// ctx given here ends, or on an unrecoverable error.
@@ -94,11 +102,12 @@ const (
 	JobCheckBackup JobKind = "check-backup"
 	JobRetention   JobKind = "retention"
 	JobPassiveSync JobKind = "passive-sync"
+	JobVerify      JobKind = "verify-backup"
 )
 
 // Kinds lists every job kind.
 func Kinds() []JobKind {
-	return []JobKind{JobArchiveWAL, JobReceiveWAL, JobBackup, JobCheckBackup, JobRetention, JobPassiveSync}
+	return []JobKind{JobArchiveWAL, JobReceiveWAL, JobBackup, JobCheckBackup, JobRetention, JobPassiveSync, JobVerify}
 }
 
 // Valid reports whether k is a known job kind.

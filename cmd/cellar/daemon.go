@@ -199,6 +199,9 @@ func (r *reloadableTasks) EnforceRetention(ctx context.Context, srv string) erro
 func (r *reloadableTasks) SyncPassive(ctx context.Context, srv string) error {
 	return r.get().SyncPassive(ctx, srv)
 }
+func (r *reloadableTasks) VerifyBackups(ctx context.Context, srv string) error {
+	return r.get().VerifyBackups(ctx, srv)
+}
 func (r *reloadableTasks) StartReceiveWAL(ctx context.Context, srv string) (jobs.ReceiverHandle, error) {
 	return r.get().StartReceiveWAL(ctx, srv)
 }

@@ -115,7 +115,7 @@ func (m *metrics) handler(g *globalOptions, cfg *config.Config, listen []string,
 	if webConfig == "" {
 		webConfig = cfg.Global.Web.ConfigFile
 	}
-	hopts := exporter.HTTPOptions{ListenAddresses: listen, WebConfigFile: webConfig, Timeout: cfg.Global.Web.ScrapeTimeout, Version: version, Logger: g.logger}
+	hopts := exporter.HTTPOptions{ListenAddresses: listen, WebConfigFile: webConfig, Timeout: cfg.Global.Web.ScrapeTimeout, Version: version, Revision: buildRevision(), Logger: g.logger}
 	h, err := exporter.NewHandler(prometheus.Gatherers{m.reg, m.self}, m.self, hopts)
 	if err != nil {
 		return nil, hopts, err

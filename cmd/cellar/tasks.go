@@ -7,9 +7,11 @@ import (
 	"io"
 
 	"github.com/cellar-backup/cellar/archive/stream"
+	"github.com/cellar-backup/cellar/catalog"
 	"github.com/cellar-backup/cellar/config"
 	"github.com/cellar-backup/cellar/internal/lock"
 	"github.com/cellar-backup/cellar/jobs"
+	"github.com/cellar-backup/cellar/recovery"
 	"github.com/cellar-backup/cellar/server"
 )
 
@@ -103,6 +105,70 @@ func (t *serverTasks) SyncPassive(ctx context.Context, name string) error {
 		return jobs.ErrNotApplicable
 	}
 	return syncPassive(ctx, t.g, s)
+}
+
+// maxVerifyPerRun bounds how many never-verified backups one scheduled
+// verification run reads on top of the newest one: verifying reads every
+// byte of a backup, so a server with a long unverified history catches up
+// over several runs instead of one very long one.
+const maxVerifyPerRun = 3
+
+func (t *serverTasks) VerifyBackups(ctx context.Context, name string) error {
+	s, err := t.server(name)
+	if err != nil {
+		return err
+	}
+	done, err := s.AvailableBackups(catalog.StatusDone)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, b := range verifyPlan(s.Catalog(), done, maxVerifyPerRun) {
+		if err := t.verifyOne(ctx, s, b); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// verifyPlan picks the newest backup of done (oldest first, as the catalog
+// lists them) and then up to extra backups that have no verification
+// record, newest first so that the oldest, least likely to be restored,
+// come last.
+func verifyPlan(cat *catalog.Catalog, done []*catalog.BackupInfo, extra int) []*catalog.BackupInfo {
+	if len(done) == 0 {
+		return nil
+	}
+	newest := done[len(done)-1]
+	out := []*catalog.BackupInfo{newest}
+	for i := len(done) - 2; i >= 0 && len(out) <= extra; i-- {
+		if _, ok, err := cat.Verification(done[i].ID); err == nil && !ok {
+			out = append(out, done[i])
+		}
+	}
+	return out
+}
+
+// verifyOne verifies one backup. A backup being deleted is skipped (the
+// deletion wins); a FAILED verdict is recorded and logged, and the
+// verification metrics and alerts report it, so the job itself succeeded.
+func (t *serverTasks) verifyOne(ctx context.Context, s *server.Server, b *catalog.BackupInfo) error {
+	log := t.g.logger.With("server", s.Name(), "backup_id", b.ID)
+	v, err := s.VerifyBackup(ctx, b)
+	switch {
+	case errors.Is(err, recovery.ErrBackupBusy):
+		log.Info("verify-backup: backup is busy, skipped", "reason", err.Error())
+		return nil
+	case err != nil:
+		return fmt.Errorf("server %s: verifying backup %s: %w", s.Name(), b.ID, err)
+	case v.Result == catalog.VerifyFailed:
+		log.Error("verify-backup: backup FAILED verification", "error", v.Error)
+	case v.Result == catalog.VerifyUnverifiable:
+		log.Warn("verify-backup: backup is UNVERIFIABLE", "reason", v.Error)
+	default:
+		log.Info("verify-backup: backup OK", "files", v.Files, "bytes", v.Bytes, "duration", v.Duration)
+	}
+	return nil
 }
 
 func (t *serverTasks) StartReceiveWAL(ctx context.Context, name string) (jobs.ReceiverHandle, error) {
