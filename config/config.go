@@ -65,8 +65,12 @@ type Global struct {
 	// server options of the same names.
 	VerifyBackupSchedule string        `koanf:"verify_backup_schedule"`
 	VerifyBackupMaxAge   time.Duration `koanf:"verify_backup_max_age"`
-	Web                  Web           `koanf:"web"`
-	Daemon               Daemon        `koanf:"daemon"`
+	// BarmanCompatibility is the Barman catalog format ("3.4" or "3.17")
+	// written to a new, empty catalog; an existing catalog keeps the
+	// format found on disk. Empty means the newest.
+	BarmanCompatibility string `koanf:"barman_compatibility"`
+	Web                 Web    `koanf:"web"`
+	Daemon              Daemon `koanf:"daemon"`
 }
 
 // Web is `global.web`: the exporter's HTTP endpoint.

@@ -457,6 +457,11 @@ func validateGlobal(cfg *Config, r *reporter) {
 			r.add(gp("verify_backup_schedule"), err)
 		}
 	}
+	switch g.BarmanCompatibility {
+	case "", "3.4", "3.17":
+	default:
+		r.add(gp("barman_compatibility"), invalidf("invalid barman_compatibility %q (use 3.4 or 3.17)", g.BarmanCompatibility))
+	}
 	for _, c := range []struct {
 		path []string
 		ok   bool

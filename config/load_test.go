@@ -409,6 +409,8 @@ func TestLoadErrors(t *testing.T) {
 			nil, []string{`server "a": key "backup_compression_level": backup_compression_level needs backup_compression`, `server "b": key "backup_compression_level": backup_compression_level 10 is out of range for gzip (1..9)`}, ErrInvalidValue},
 		{"bad cron", "servers:\n  a:\n    conninfo: h\n    backup_schedule: every night\n",
 			nil, []string{`key "backup_schedule": invalid backup_schedule "every night"`}, ErrInvalidValue},
+		{"bad barman_compatibility", "global:\n  barman_compatibility: \"3.9\"\n",
+			nil, []string{`config.yaml:2: key "global.barman_compatibility": invalid barman_compatibility "3.9" (use 3.4 or 3.17)`}, ErrInvalidValue},
 		{"bad verify cron", "global:\n  verify_backup_schedule: weekly\n  verify_backup_max_age: 0\nservers:\n  a:\n    conninfo: h\n    verify_backup_schedule: 61 * * * * * *\n    verify_backup_max_age: a week\n",
 			nil, []string{
 				`config.yaml:2: key "global.verify_backup_schedule": invalid verify_backup_schedule "weekly"`,

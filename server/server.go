@@ -52,6 +52,11 @@ func New(cfg *config.Config, name string, logger *slog.Logger) (*Server, error) 
 		logger = slog.New(slog.DiscardHandler)
 	}
 	l := catalog.NewLayout(name, sc.BackupDirectory, cfg.Global.LockDirectory())
+	format, err := catalog.ParseFormat(cfg.Global.BarmanCompatibility)
+	if err != nil {
+		return nil, fmt.Errorf("server %s: %w", name, err)
+	}
+	l.DefaultFormat = format
 	return &Server{
 		name:    name,
 		cfg:     sc,

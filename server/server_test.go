@@ -136,3 +136,24 @@ func containsAll(s string, subs ...string) bool {
 	}
 	return true
 }
+
+// barman_compatibility decides the format of a new, empty catalog: with
+// 3.4, backup.info is written under base/<id>/ (Barman 3.4 knows no meta/).
+func TestBarmanCompatibilityNewCatalog(t *testing.T) {
+	for _, tc := range []struct {
+		compat   string
+		wantMeta bool
+	}{{"3.4", false}, {"3.17", true}, {"", true}} {
+		home := t.TempDir()
+		cfg := loadConfig(t, fmt.Sprintf("global:\n  barman_home: %s\n  barman_compatibility: %q\nservers:\n  pg:\n    conninfo: host=nowhere\n", home, tc.compat))
+		s, err := New(cfg, "pg", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := s.Layout()
+		p := l.BackupInfoPath("20261203T101010")
+		if isMeta := strings.HasPrefix(p, l.MetaDir+string(os.PathSeparator)); isMeta != tc.wantMeta {
+			t.Errorf("barman_compatibility %q: backup.info at %s, want under meta/ = %v", tc.compat, p, tc.wantMeta)
+		}
+	}
+}
