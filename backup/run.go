@@ -289,7 +289,7 @@ func Run(ctx context.Context, opts Options) (*catalog.BackupInfo, error) {
 		return hooks.BackupEnv{
 			BackupDir:      l.BackupDirPath(id),
 			BackupID:       id,
-			BackupInfoPath: l.MetaBackupInfoPath(id),
+			BackupInfoPath: l.BackupInfoPath(id),
 			PreviousID:     prevID,
 			Status:         string(r.info.Status),
 			Error:          r.info.Error,

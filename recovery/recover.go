@@ -130,7 +130,7 @@ func recoveryHookEnv(opts Options) hooks.Env {
 	be := hooks.BackupEnv{
 		BackupDir:      opts.Layout.BackupDirPath(b.ID),
 		BackupID:       b.ID,
-		BackupInfoPath: opts.Layout.MetaBackupInfoPath(b.ID),
+		BackupInfoPath: opts.Layout.BackupInfoPath(b.ID),
 		Status:         string(b.Status),
 		Error:          b.Error,
 	}
