@@ -20,11 +20,11 @@ import (
 // incrementals taken by cellar's own backup code, and the states to
 // compare restores with.
 type chainFixture struct {
-	f                   *fixture
-	full, incr1, incr2  *catalog.BackupInfo
-	sMid, sEnd          state
-	droppedDBOid        string
-	truncRows, truncPgs string
+	f                  *fixture
+	full, incr1, incr2 *catalog.BackupInfo
+	sMid, sEnd         state
+	droppedDBOid       string
+	truncPgs           string
 }
 
 // lightLoad runs pgbench at a low rate until stop is called.
