@@ -30,7 +30,8 @@ lint: fmt vet
 # ratios printed). CELLAR_BENCH_SCALE sets the pgbench scale (default 100).
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./wal/ ./catalog/ ./archive/
-	$(GO) test -tags bench -run 'Bench' -count=1 -v -timeout 60m ./backup/
+	$(GO) test -tags bench -run 'Bench' -count=1 -v -timeout 60m ./backup/ ./recovery/
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 10m ./incremental/
 	./bench/install-peers.sh
 	$(GO) test -tags bench -run 'Peer' -count=1 -v -timeout 90m ./bench/
 
