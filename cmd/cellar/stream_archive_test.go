@@ -57,13 +57,19 @@ func TestStreamedWALArchivedByteIdentical(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every closed segment must be complete in streaming/ before archiving.
+	// Every closed segment must be complete in streaming/ before archiving,
+	// and the next segment's .partial must exist: without a .partial,
+	// archive-wal holds the newest complete segment back (as Barman does).
+	c.Exec(t, "CREATE TABLE after_switch AS SELECT 1 AS x")
+	partial := filepath.Join(s.Layout().StreamingDir, last.Next(wal.DefaultSegmentSize).String()+".partial")
 	for {
-		if _, err := os.Stat(filepath.Join(s.Layout().StreamingDir, last.String())); err == nil {
+		_, errSeg := os.Stat(filepath.Join(s.Layout().StreamingDir, last.String()))
+		_, errPartial := os.Stat(partial)
+		if errSeg == nil && errPartial == nil {
 			break
 		}
 		if time.Now().After(deadline.Add(30 * time.Second)) {
-			t.Fatalf("segment %s never completed in streaming/ (state %+v)", last, sup.State())
+			t.Fatalf("segment %s or %s never appeared in streaming/ (state %+v)", last, partial, sup.State())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
