@@ -94,6 +94,12 @@ type Options struct {
 	// the moment to make something happen during a backup.
 	afterStart func()
 
+	// Ops makes every catalog write of the run: backup.info at each
+	// status change, the backup directory, backup_manifest and the
+	// directory fsyncs that make the copied files durable. nil =
+	// durable.OS(); tests fail its N-th mutation.
+	Ops durable.Ops
+
 	Logger      *slog.Logger // nil = discard
 	Progress    io.Writer    // nil = no progress output
 	ProgressTTY bool         // Progress is a terminal: one updating \r line
@@ -109,6 +115,9 @@ func (o *Options) normalize() error {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Ops == nil {
+		o.Ops = durable.OS()
 	}
 	if o.Compression == "" {
 		o.Compression = CompressionNone
@@ -221,7 +230,7 @@ func Run(ctx context.Context, opts Options) (*catalog.BackupInfo, error) {
 	}
 	defer lk.Release()
 
-	cat := catalog.Open(l)
+	cat := catalog.OpenWithOps(l, o.Ops)
 	// We hold the backup lock, so any EMPTY/STARTED backup is a leftover of
 	// a process that died.
 	if _, err := markStale(cat, o.Logger); err != nil {
@@ -344,7 +353,7 @@ func (r *run) take(ctx context.Context, conn *postgres.Conn) error {
 		prevDir = r.previousPlain()
 	}
 	dir := l.BackupDirPath(info.ID)
-	if err := durable.MkdirAll(dir, 0o700); err != nil {
+	if err := o.Ops.MkdirAll(dir, 0o700); err != nil {
 		return step("initialising postgres backup_method", err)
 	}
 
@@ -403,7 +412,7 @@ func (r *run) take(ctx context.Context, conn *postgres.Conn) error {
 	if err := m.Verify(cp.sums); err != nil {
 		return step("copying files", err)
 	}
-	if err := durable.WriteFile(filepath.Join(dir, "data", "backup_manifest"), cp.manifest, 0o600); err != nil {
+	if err := o.Ops.WriteFile(filepath.Join(dir, "data", "backup_manifest"), cp.manifest, 0o600); err != nil {
 		return step("copying files", err)
 	}
 	if err := cp.syncDirs(); err != nil {
@@ -524,6 +533,7 @@ func (r *run) copy(ctx context.Context, repl *postgres.ReplConn, prevDir, comp, 
 	if err != nil {
 		return nil, nil, false, step("copying files", err)
 	}
+	cp.ops = o.Ops
 	cp.server = comp != ""
 	if err := cp.run(s); err != nil {
 		return nil, nil, cp.server && cp.archives == 0 && isPgError(err, "compression"), step("copying files", err)

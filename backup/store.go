@@ -73,6 +73,7 @@ type copier struct {
 	rbuf []byte // network reads in server mode
 	sync *syncer
 	dirs map[string]bool // created directories, fsynced at the end
+	ops  durable.Ops     // the directory fsyncs (the run's Options.Ops)
 }
 
 func newCopier(dir, compression, checksumAlg, prevDir string) (*copier, error) {
@@ -86,6 +87,7 @@ func newCopier(dir, compression, checksumAlg, prevDir string) (*copier, error) {
 		buf:     make([]byte, 1<<20),
 		sync:    newSyncer(w),
 		dirs:    map[string]bool{},
+		ops:     durable.OS(),
 	}, nil
 }
 
@@ -394,11 +396,11 @@ func (c *copier) mkdir(dir string) error {
 // parent chain through durable.SyncDir).
 func (c *copier) syncDirs() error {
 	for d := range c.dirs {
-		if err := durable.SyncDir(d); err != nil {
+		if err := c.ops.SyncDir(d); err != nil {
 			return err
 		}
 	}
-	return durable.SyncDir(c.dir)
+	return c.ops.SyncDir(c.dir)
 }
 
 // syncer fsyncs and closes finished files on worker goroutines, so a backup
